@@ -1,0 +1,94 @@
+"""The fields every glcic-jax config has, with mmagic's Global&Local values.
+
+Config files under `configs/` call `get_base_config()` and override a few
+fields, as the Flax examples' variant configs import `default.py`. Keeping the
+base inside the package lets those files import it without path tricks.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def get_model_config() -> ml_collections.ConfigDict:
+  """Network shapes. Defaults are the paper's / mmagic's base_gl.py."""
+  m = ml_collections.ConfigDict()
+  m.generator_channels = 64  # enc1 width; the rest scale with it
+  m.disc_base_channels = 64  # conv i of a discriminator: min(base*2^i, max)
+  m.disc_max_channels = 512
+  m.global_num_convs = 6  # 256 -> 4x4
+  m.local_num_convs = 5  # 128 -> 4x4
+  m.disc_fc_features = 1024  # each discriminator's fc output
+  return m
+
+
+def get_data_config() -> ml_collections.ConfigDict:
+  """Input source and mmagic's per-example transforms."""
+  d = ml_collections.ConfigDict()
+  # One of 'tfds', 'image_list', 'folder', 'skimage'.
+  d.source = "skimage"
+  d.tfds_name = ""  # e.g. 'places365_small', 'celeb_a_hq/256'
+  d.tfds_split = "train"
+  d.tfds_data_dir = ""  # '' = TFDS default
+  d.tfds_download = False  # never download at run time unless asked
+  d.image_list = ""  # mmagic-style text file of paths relative to data_root
+  d.data_root = ""  # root for image_list, or the folder for 'folder'
+  d.skimage_split = "train"  # 'train', 'heldout' or 'all' of the demo photos
+  d.crop_size = 384  # random crop (min(crop, side)) before the resize
+  # random_bbox (mmagic's bbox_utils): hole size 108..128, >= 20 px margin.
+  d.max_bbox_shape = 128
+  d.max_bbox_delta = 40
+  d.min_margin = 20
+  d.shuffle = True  # mmagic's GL configs train unshuffled; we shuffle
+  d.shuffle_buffer = 10_000
+  d.deterministic = True  # tf.data determinism (exact resume, reproducible)
+  d.num_parallel_calls = -1  # -1 = tf.data.AUTOTUNE
+  d.prefetch = 2
+  return d
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+  """Global&Local at 256x256 as mmagic trains it (gl_8xb12_*)."""
+  config = ml_collections.ConfigDict()
+  config.name = "gl_base"
+  config.seed = 0
+  config.image_size = 256  # square training crops, divisible by 4
+  config.local_size = 128  # the local discriminator's patch
+  config.per_device_batch_size = 12  # mmagic: 8 GPUs x 12
+  # The global batch the reference numbers were trained with; the log warns
+  # when a reference config runs with another.
+  config.reference_global_batch_size = 96
+  config.total_steps = 500_000
+  config.compute_dtype = "float32"  # or 'bfloat16' (params stay float32)
+
+  config.model = get_model_config()
+  config.data = get_data_config()
+  config.eval_data = get_data_config()
+  config.eval_data.skimage_split = "heldout"
+  config.eval_data.shuffle = False
+
+  # Adam for both networks (mmagic: lr 4e-4, PyTorch defaults otherwise).
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.learning_rate = 4e-4
+  config.optimizer.b1 = 0.9
+  config.optimizer.b2 = 0.999
+  config.optimizer.eps = 1e-8
+
+  # GLInpaintor train_cfg: cur_iter = start_iter + step.
+  config.schedule = ml_collections.ConfigDict()
+  config.schedule.iter_tc = 90_000  # cur_iter <= iter_tc: G with L1 only
+  config.schedule.iter_td = 100_000  # then D only until cur_iter > iter_td
+  config.schedule.start_iter = 0
+  config.schedule.disc_step = 1
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.l1_hole_weight = 1.0
+  config.loss.gan_weight = 0.001
+
+  config.checkpoint_every = 10_000
+  config.keep_checkpoints = 3
+  config.log_every = 100
+  config.image_every = 5_000
+  config.eval_every = 50_000
+  config.eval_num_batches = -1  # -1 = the whole eval source
+  return config

@@ -1,0 +1,87 @@
+"""One GAN training state: both networks, both optimisers, step and RNG.
+
+A `flax.struct` dataclass, so the whole thing is one pytree that `jax.jit`
+shards, donates and returns, and orbax saves and restores in one piece. The
+optimisers are static fields (not saved; rebuilt from the config).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from glcic_jax import models
+
+PyTree = Any
+
+
+@struct.dataclass
+class GANState:
+  """Everything a training run needs to continue exactly where it stopped.
+
+  `step` counts completed training steps (mmagic's cur_iter = start_iter +
+  step); it is also the input pipeline's position, one global batch a step.
+  """
+
+  step: jax.Array
+  g_params: PyTree
+  g_batch_stats: PyTree
+  d_params: PyTree
+  d_batch_stats: PyTree
+  g_opt_state: optax.OptState
+  d_opt_state: optax.OptState
+  rng: jax.Array
+  g_tx: optax.GradientTransformation = struct.field(pytree_node=False)
+  d_tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+  def generator_variables(self) -> dict:
+    return {"params": self.g_params, "batch_stats": self.g_batch_stats}
+
+  def disc_variables(self) -> dict:
+    return {"params": self.d_params, "batch_stats": self.d_batch_stats}
+
+
+def make_optimizer(optimizer_config: Any) -> optax.GradientTransformation:
+  """Adam as PyTorch's torch.optim.Adam (no weight decay, no schedule)."""
+  return optax.adam(
+    learning_rate=optimizer_config.learning_rate,
+    b1=optimizer_config.b1,
+    b2=optimizer_config.b2,
+    eps=optimizer_config.eps,
+  )
+
+
+def create_state(
+  g_vars: dict, d_vars: dict, rng: jax.Array, config: Any
+) -> GANState:
+  """A fresh state at step 0 around given network variables."""
+  g_tx = make_optimizer(config.optimizer)
+  d_tx = make_optimizer(config.optimizer)
+  return GANState(
+    step=jnp.zeros((), jnp.int32),
+    g_params=g_vars["params"],
+    g_batch_stats=g_vars["batch_stats"],
+    d_params=d_vars["params"],
+    d_batch_stats=d_vars["batch_stats"],
+    g_opt_state=g_tx.init(g_vars["params"]),
+    d_opt_state=d_tx.init(d_vars["params"]),
+    rng=rng,
+    g_tx=g_tx,
+    d_tx=d_tx,
+  )
+
+
+def init_state(config: Any, rng: jax.Array) -> GANState:
+  """Initialises networks (mmagic's init) and optimisers from a config."""
+  init_rng, state_rng = jax.random.split(rng)
+  generator, discs = models.build_models(config.model)
+  size = (config.image_size, config.image_size)
+  local = (config.local_size, config.local_size)
+  g_vars, d_vars = models.init_variables(
+    generator, discs, init_rng, size, local
+  )
+  return create_state(g_vars, d_vars, state_rng, config)
