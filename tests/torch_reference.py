@@ -1,0 +1,193 @@
+"""Small PyTorch modules with mmagic's Global&Local module names (tests only).
+
+Written from ../shared/reference/gl_mmagic.md, not copied from mmagic: a
+generator (GLEncoderDecoder) and the discriminators (GLDiscs) whose
+`state_dict()` keys and shapes equal mmagic's, so interop tests can load our
+exports with `strict=True` and compare forwards. NCHW, as PyTorch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ConvModule(nn.Module):
+  """mmcv ConvModule: conv (no bias under BN) -> BN -> ReLU."""
+
+  def __init__(
+    self,
+    cin: int,
+    cout: int,
+    k: int,
+    stride: int = 1,
+    dilation: int = 1,
+    transpose: bool = False,
+    norm: bool = True,
+    act: bool = True,
+  ):
+    super().__init__()
+    if transpose:
+      self.conv = nn.ConvTranspose2d(
+        cin, cout, k, stride, padding=1, bias=not norm
+      )
+    else:
+      pad = dilation * (k - 1) // 2
+      self.conv = nn.Conv2d(
+        cin, cout, k, stride, pad, dilation=dilation, bias=not norm
+      )
+    self.bn = nn.BatchNorm2d(cout) if norm else None
+    self.act = act
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    x = self.conv(x)
+    if self.bn is not None:
+      x = self.bn(x)
+    return torch.relu(x) if self.act else x
+
+
+class GLEncoder(nn.Module):
+  def __init__(self, c: int = 64):
+    super().__init__()
+    self.enc1 = ConvModule(4, c, 5)
+    self.enc2 = ConvModule(c, 2 * c, 3, 2)
+    self.enc3 = ConvModule(2 * c, 2 * c, 3)
+    self.enc4 = ConvModule(2 * c, 4 * c, 3, 2)
+    self.enc5 = ConvModule(4 * c, 4 * c, 3)
+    self.enc6 = ConvModule(4 * c, 4 * c, 3)
+
+  def forward(self, x):
+    for i in range(1, 7):
+      x = getattr(self, f"enc{i}")(x)
+    return x
+
+
+class GLDilationNeck(nn.Module):
+  def __init__(self, c: int = 256):
+    super().__init__()
+    self.dilation_convs = nn.Sequential(
+      *[ConvModule(c, c, 3, dilation=d) for d in (2, 4, 8, 16)]
+    )
+
+  def forward(self, x):
+    return self.dilation_convs(x)
+
+
+class GLDecoder(nn.Module):
+  def __init__(self, c: int = 64):
+    super().__init__()
+    self.dec1 = ConvModule(4 * c, 4 * c, 3)
+    self.dec2 = ConvModule(4 * c, 4 * c, 3)
+    self.dec3 = ConvModule(4 * c, 2 * c, 4, 2, transpose=True)
+    self.dec4 = ConvModule(2 * c, 2 * c, 3)
+    self.dec5 = ConvModule(2 * c, c, 4, 2, transpose=True)
+    self.dec6 = ConvModule(c, c // 2, 3)
+    self.dec7 = ConvModule(c // 2, 3, 3, norm=False, act=False)
+
+  def forward(self, x):
+    for i in range(1, 8):
+      x = getattr(self, f"dec{i}")(x)
+    return torch.clamp(x, -1.0, 1.0)
+
+
+class GLEncoderDecoder(nn.Module):
+  def __init__(self, c: int = 64):
+    super().__init__()
+    self.encoder = GLEncoder(c)
+    self.dilation_neck = GLDilationNeck(4 * c)
+    self.decoder = GLDecoder(c)
+
+  def forward(self, x):
+    return self.decoder(self.dilation_neck(self.encoder(x)))
+
+
+class LinearModule(nn.Module):
+  """mmagic's LinearModule: `linear` then ReLU."""
+
+  def __init__(self, cin: int, cout: int):
+    super().__init__()
+    self.linear = nn.Linear(cin, cout)
+
+  def forward(self, x):
+    return torch.relu(self.linear(x))
+
+
+class MultiLayerDiscriminator(nn.Module):
+  def __init__(
+    self,
+    num_convs: int,
+    input_size: int,
+    base: int = 64,
+    max_channels: int = 512,
+    fc_out: int = 1024,
+  ):
+    super().__init__()
+    cin = 3
+    for i in range(num_convs):
+      cout = min(base * 2**i, max_channels)
+      setattr(self, f"conv{i + 1}", ConvModule(cin, cout, 5, 2))
+      cin = cout
+    self.num_convs = num_convs
+    side = input_size // 2**num_convs
+    self.fc = LinearModule(cin * side * side, fc_out)
+
+  def forward(self, x):
+    for i in range(self.num_convs):
+      x = getattr(self, f"conv{i + 1}")(x)
+    return self.fc(x.flatten(1))
+
+
+class GLDiscs(nn.Module):
+  def __init__(
+    self,
+    image_size: int = 256,
+    local_size: int = 128,
+    global_num_convs: int = 6,
+    local_num_convs: int = 5,
+    base: int = 64,
+    max_channels: int = 512,
+    fc_out: int = 1024,
+  ):
+    super().__init__()
+    kw = dict(base=base, max_channels=max_channels, fc_out=fc_out)
+    self.global_disc = MultiLayerDiscriminator(
+      global_num_convs, image_size, **kw
+    )
+    self.local_disc = MultiLayerDiscriminator(local_num_convs, local_size, **kw)
+    self.fc = nn.Linear(2 * fc_out, 1)
+
+  def forward(self, img, local):
+    return self.fc(
+      torch.cat([self.global_disc(img), self.local_disc(local)], dim=1)
+    )
+
+
+class GLModel(nn.Module):
+  """Holds `generator` and `disc` so state_dict keys carry mmagic's prefixes."""
+
+  def __init__(self, generator: nn.Module, disc: nn.Module):
+    super().__init__()
+    self.generator = generator
+    self.disc = disc
+
+
+def count_trainable(module: nn.Module) -> int:
+  return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def randomize_(module: nn.Module, seed: int) -> None:
+  """Random weights and random BN running statistics (not the init values)."""
+  g = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for name, t in module.state_dict().items():
+      if name.endswith("num_batches_tracked"):
+        t.fill_(int(torch.randint(0, 1000, (), generator=g)))
+      elif name.endswith("running_var"):
+        t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+      elif name.endswith("running_mean"):
+        t.copy_(torch.randn(t.shape, generator=g) * 0.1)
+      elif name.endswith("bn.weight"):
+        t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+      else:
+        fan_in = max(1, t[0].numel()) if t.ndim > 1 else t.numel()
+        t.copy_(torch.randn(t.shape, generator=g) / fan_in**0.5)
