@@ -20,6 +20,12 @@ import jax.numpy as jnp
 
 Dtype = Any
 
+
+def output_dtype(dtype: Dtype) -> Dtype:
+  """float32 for bfloat16/float32 activations; float64 stays float64 (tests)."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
 # mmcv's kaiming_init(mode='fan_out', nonlinearity='relu', distribution=
 # 'normal'): std = sqrt(2 / fan_out), untruncated, with fan_out = k*k*dim0 of
 # the PyTorch weight. For a Conv ([out, in, k, k] in PyTorch, HWIO here) that
@@ -62,7 +68,7 @@ class BatchNorm(nn.Module):
     count = self.variable(
       "batch_stats", "num_batches_tracked", lambda: jnp.zeros((), jnp.int32)
     )
-    xf = x.astype(jnp.float32)
+    xf = x.astype(output_dtype(x.dtype))
     if train:
       axes = tuple(range(x.ndim - 1))
       mean = jnp.mean(xf, axes)
@@ -217,7 +223,7 @@ class Generator(nn.Module):
     x = GLEncoder(c, dt, name="encoder")(x, train)
     x = GLDilationNeck(4 * c, dt, name="dilation_neck")(x, train)
     x = GLDecoder(c, dt, name="decoder")(x, train)
-    return jnp.clip(x.astype(jnp.float32), -1.0, 1.0)
+    return jnp.clip(x.astype(output_dtype(dt)), -1.0, 1.0)
 
 
 class MultiLayerDiscriminator(nn.Module):
@@ -282,7 +288,7 @@ class GLDiscs(nn.Module):
     x = nn.Dense(
       1, kernel_init=linear_kernel_init, dtype=self.dtype, name="fc"
     )(x)
-    return x.astype(jnp.float32)
+    return x.astype(output_dtype(self.dtype))
 
 
 def build_models(model_config: Any, dtype: Dtype = jnp.float32):

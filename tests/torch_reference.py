@@ -191,3 +191,70 @@ def randomize_(module: nn.Module, seed: int) -> None:
       else:
         fan_in = max(1, t[0].numel()) if t.ndim > 1 else t.numel()
         t.copy_(torch.randn(t.shape, generator=g) / fan_in**0.5)
+
+
+def crop_local(images: torch.Tensor, local_bbox, size: int) -> torch.Tensor:
+  """Per-example (top, left) crops of `size` x `size` (NCHW)."""
+  return torch.stack(
+    [
+      img[:, int(t) : int(t) + size, int(lft) : int(lft) + size]
+      for img, (t, lft, *_) in zip(images, local_bbox)
+    ]
+  )
+
+
+def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
+  target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+  return nn.functional.binary_cross_entropy_with_logits(logits, target)
+
+
+def mmagic_train_step(
+  model: GLModel,
+  opt_g: torch.optim.Optimizer,
+  opt_d: torch.optim.Optimizer,
+  batch: dict,
+  cur_iter: int,
+  *,
+  iter_tc: int,
+  iter_td: int,
+  local_size: int,
+  gan_weight: float = 0.001,
+) -> dict[str, float]:
+  """GLInpaintor.train_step (disc_step=1) as the reference facts describe it.
+
+  batch: NCHW tensors `image` in [-1, 1], `mask` (1 = hole) and a list of
+  local boxes `local_bbox`. Returns mmagic's logged losses.
+  """
+  img, mask, boxes = batch["image"], batch["mask"], batch["local_bbox"]
+  fake_res = model.generator(torch.cat([img * (1 - mask), mask], dim=1))
+  fake_img = img * (1 - mask) + fake_res * mask
+  fake_local = crop_local(fake_img, boxes, local_size)
+  logs = {}
+  if cur_iter > iter_tc:
+    for p in model.disc.parameters():
+      p.requires_grad_(True)
+    opt_d.zero_grad()
+    fake_loss = _bce(model.disc(fake_img.detach(), fake_local.detach()), False)
+    fake_loss.backward()
+    real_loss = _bce(model.disc(img, crop_local(img, boxes, local_size)), True)
+    real_loss.backward()
+    opt_d.step()
+    logs.update(fake_loss=fake_loss.item(), real_loss=real_loss.item())
+    if cur_iter <= iter_td:
+      return logs
+  for p in model.disc.parameters():
+    p.requires_grad_(False)
+  weight = mask.expand_as(fake_res)
+  l1 = (torch.abs(fake_res - img) * weight).sum() / (weight.sum() + 1e-12)
+  loss = l1
+  if cur_iter > iter_td:
+    gan = gan_weight * _bce(model.disc(fake_img, fake_local), True)
+    loss = loss + gan
+    logs["loss_g_fake"] = gan.item()
+  opt_g.zero_grad()
+  loss.backward()
+  opt_g.step()
+  for p in model.disc.parameters():
+    p.requires_grad_(True)
+  logs["loss_l1_hole"] = l1.item()
+  return logs
