@@ -1,0 +1,206 @@
+"""Images per second of the input pipeline, beside the way mmagic does it.
+
+For each source, the tf.data pipeline (`create_train_dataset`, 256x256,
+mmagic's 384 crop and 128 holes) runs with --num_parallel_calls, and the
+same work is done the mmagic way: one Python worker with numpy and OpenCV
+(cv2.imread as BGR, random crop, cv2.resize bilinear, random_bbox in numpy,
+the mask, the masked image, normalisation), cv2 single-threaded as mmengine
+sets it in data workers. "per core" divides images by the CPU seconds the
+process used (all threads), so it compares the work per image whatever the
+parallelism.
+
+  python scripts/benchmark_input.py --num_parallel_calls=2 --num_images=512
+
+Sources: the scikit-image photos (PNG/JPEG, 300 to 1411 px), a temp folder
+of generated JPEGs shaped like Places365-Challenge's data_large (683x512),
+and a TFDS split mocked from in-memory 256x256 JPEGs (places365_small's
+shape; TFDS records are encoded bytes, read without decoding).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import cv2
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import app, flags
+
+from glcic_jax import config_base, input_pipeline
+
+_PARALLEL = flags.DEFINE_integer(
+  "num_parallel_calls", -1, "tf.data parallelism; -1 = AUTOTUNE."
+)
+_NUM_IMAGES = flags.DEFINE_integer("num_images", 512, "Images timed per run.")
+_BATCH = flags.DEFINE_integer("batch_size", 32, "Global batch size.")
+_NUM_FILES = flags.DEFINE_integer("num_files", 64, "Generated JPEGs.")
+_CROP_DECODE = flags.DEFINE_bool(
+  "jpeg_crop_decode", True, "config.data.jpeg_crop_decode."
+)
+_SOURCES = flags.DEFINE_list(
+  "sources", ["skimage", "folder", "tfds"], "Sources to time."
+)
+
+
+def _photo_like(rng, height, width):
+  """Smooth noise plus edges: JPEG sizes close to real photos'."""
+  small = rng.integers(0, 256, (height // 16, width // 16, 3), dtype=np.uint8)
+  image = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+  noise = rng.normal(0, 12, image.shape)
+  return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+def _jpeg_bytes(image):
+  ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+  assert ok
+  return encoded.tobytes()
+
+
+def _config(source, **data):
+  config = config_base.get_base_config()
+  config.data.source = source
+  config.data.num_parallel_calls = _PARALLEL.value
+  config.data.jpeg_crop_decode = _CROP_DECODE.value
+  config.data.update(data)
+  return config
+
+
+def time_pipeline(config):
+  """(images/s, images per CPU second) of the tf.data pipeline."""
+  pipeline = input_pipeline.create_train_dataset(
+    config, global_batch_size=_BATCH.value
+  )
+  iterator = iter(pipeline)
+  for _ in range(3):  # warm-up: tracing, thread pools, autotune
+    next(iterator)
+  batches = max(1, _NUM_IMAGES.value // _BATCH.value)
+  wall, cpu = time.perf_counter(), time.process_time()
+  for _ in range(batches):
+    next(iterator)
+  wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+  images = batches * _BATCH.value
+  return images / wall, images / cpu
+
+
+def _random_bbox(rng, size=256, shape=128, delta=40, margin=20):
+  """mmagic's random_bbox (bbox_utils.py), square case."""
+  top = rng.integers(margin, size - margin - shape)
+  left = rng.integers(margin, size - margin - shape)
+  dt = rng.integers(0, delta // 2 + 1)
+  dl = rng.integers(0, delta // 2 + 1)
+  return top + dt, left + dl, shape - dt, shape - dl
+
+
+def _mmagic_example(bgr, rng, crop=384, size=256):
+  h, w = bgr.shape[:2]
+  ch, cw = min(crop, h), min(crop, w)
+  y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+  image = cv2.resize(
+    bgr[y : y + ch, x : x + cw], (size, size), interpolation=cv2.INTER_LINEAR
+  )
+  top, left, bh, bw = _random_bbox(rng)
+  mask = np.zeros((size, size, 1), np.float32)
+  mask[top : top + bh, left : left + bw] = 1.0
+  gt = image.astype(np.float32)
+  masked = gt * (1.0 - mask) + 127.5 * mask
+  return (gt - 127.5) / 127.5, (masked - 127.5) / 127.5, mask
+
+
+def time_mmagic_way(load, count):
+  """(images/s, images per CPU second) of one numpy + OpenCV worker."""
+  cv2.setNumThreads(0)
+  rng = np.random.default_rng(0)
+  for i in range(8):
+    _mmagic_example(load(i % count), rng)
+  images = _NUM_IMAGES.value
+  wall, cpu = time.perf_counter(), time.process_time()
+  for i in range(images):
+    _mmagic_example(load(i % count), rng)
+  wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+  return images / wall, images / cpu
+
+
+def _skimage(_):
+  config = _config("skimage", skimage_split="all")
+  paths = input_pipeline.open_source(config.data).paths
+  return (
+    f"skimage ({len(paths)} photos)",
+    lambda: time_pipeline(config),
+    lambda: time_mmagic_way(lambda i: cv2.imread(paths[i]), len(paths)),
+  )
+
+
+def _folder(workdir):
+  rng = np.random.default_rng(0)
+  paths = []
+  for i in range(_NUM_FILES.value):
+    path = os.path.join(workdir, f"{i:05d}.jpg")
+    shape = (512, 683) if i % 2 else (683, 512)
+    with open(path, "wb") as f:
+      f.write(_jpeg_bytes(_photo_like(rng, *shape)))
+    paths.append(path)
+  config = _config("folder", data_root=workdir)
+  return (
+    f"folder ({len(paths)} JPEG 683x512)",
+    lambda: time_pipeline(config),
+    lambda: time_mmagic_way(lambda i: cv2.imread(paths[i]), len(paths)),
+  )
+
+
+def _tfds(_):
+  rng = np.random.default_rng(1)
+  blobs = [
+    _jpeg_bytes(_photo_like(rng, 256, 256)) for _ in range(_NUM_FILES.value)
+  ]
+  arrays = [np.frombuffer(b, np.uint8) for b in blobs]
+
+  def as_dataset(*args, **kwargs):
+    del args, kwargs
+    return tf.data.Dataset.from_tensor_slices({"image": blobs})
+
+  def run_pipeline():
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+      return time_pipeline(_config("tfds", tfds_name="places365_small"))
+
+  return (
+    f"tfds mock ({len(blobs)} JPEG 256x256)",
+    run_pipeline,
+    lambda: time_mmagic_way(
+      lambda i: cv2.imdecode(arrays[i], cv2.IMREAD_COLOR), len(arrays)
+    ),
+  )
+
+
+def main(argv):
+  del argv
+  tf.config.set_visible_devices([], "GPU")
+  cores = os.cpu_count()
+  print(
+    f"{cores} CPU cores, num_parallel_calls={_PARALLEL.value}, "
+    f"jpeg_crop_decode={_CROP_DECODE.value}, "
+    f"{_NUM_IMAGES.value} images per run, 256x256 output\n"
+  )
+  header = (
+    f"{'source':30} {'tf.data img/s':>13} {'per core':>9} "
+    f"{'cv2 img/s':>10} {'per core':>9} {'ratio':>6} {'core ratio':>10}"
+  )
+  print(header)
+  print("-" * len(header))
+  builders = {"skimage": _skimage, "folder": _folder, "tfds": _tfds}
+  with tempfile.TemporaryDirectory() as workdir:
+    for source in _SOURCES.value:
+      name, run_tf, run_cv = builders[source](workdir)
+      tf_rate, tf_core = run_tf()
+      cv_rate, cv_core = run_cv()
+      print(
+        f"{name:30} {tf_rate:13.1f} {tf_core:9.1f} {cv_rate:10.1f} "
+        f"{cv_core:9.1f} {tf_rate / cv_rate:6.2f} {tf_core / cv_core:10.2f}",
+        flush=True,
+      )
+
+
+if __name__ == "__main__":
+  app.run(main)
