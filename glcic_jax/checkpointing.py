@@ -1,0 +1,454 @@
+"""Checkpoints of a glcic-jax workdir: orbax behind one small module.
+
+Every command that reads or writes a workdir goes through here, so the
+on-disk format is decided in one place and moving to orbax's V1 API later is
+a one-file change. Each step directory is an orbax Composite of three items:
+
+  state   the `GANState` pytree (StandardSave; the static optimisers are
+          not saved, they are rebuilt from the config)
+  config  `config.to_dict()` as JSON, so eval/inpaint/export can rebuild the
+          networks from the workdir alone
+  meta    JSON: step, input pipeline position, format version, provenance
+
+Resuming must survive a checkpoint that a crash or a full disk left broken:
+`Checkpointer.restore_latest` falls back to older steps and moves the broken
+ones aside (renamed, never deleted) so that orbax's step listing and later
+saves of the same step numbers work again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import json
+import sys
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
+from jax.sharding import Mesh
+
+import glcic_jax
+from glcic_jax import sharding, train_state
+
+# Bumped when the layout of the items changes; restore refuses newer formats.
+FORMAT_VERSION = 1
+# Suffix of a step directory that failed to restore and was moved aside. The
+# name no longer parses as a step, so orbax neither lists nor prunes it.
+CORRUPT_SUFFIX = ".corrupt-"
+
+_GENERATOR_KEYS = ("g_params", "g_batch_stats")
+_BARRIERS = itertools.count()
+_CONFIG_ITEM = {"config": ocp.args.JsonRestore()}
+_noise_filter_installed = False
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint exists but could not be read (corrupt, truncated, ...)."""
+
+
+class Checkpointer:
+  """Saves and restores `GANState`s in a workdir; all processes call it.
+
+  The orbax manager is opened on first use, and read-only uses never create
+  the workdir, so a mistyped `--workdir` gives an error instead of an empty
+  directory.
+
+  Args:
+    workdir: Directory holding the step directories (local or any path
+      `etils.epath` understands).
+    save_every: `save` writes steps that are multiples of this (or forced).
+    keep: How many of the newest checkpoints to keep; older ones are pruned
+      after each save.
+    async_save: Write in a background thread. `save` still copies the arrays
+      to host memory before it returns, so the caller may donate or delete
+      them; `wait`/`close` block until the files are final.
+  """
+
+  def __init__(
+    self,
+    workdir: str | epath.PathLike,
+    *,
+    save_every: int,
+    keep: int,
+    async_save: bool = True,
+  ):
+    if save_every < 1 or keep < 1:
+      raise ValueError(
+        f"save_every ({save_every}) and keep ({keep}) must be >= 1"
+      )
+    self._workdir = epath.Path(workdir)
+    self._save_every = int(save_every)
+    self._options = ocp.CheckpointManagerOptions(
+      save_interval_steps=self._save_every,
+      preservation_policy=ocp.checkpoint_managers.LatestN(int(keep)),
+      create=True,
+      enable_async_checkpointing=async_save,
+    )
+    self._manager: ocp.CheckpointManager | None = None
+
+  @property
+  def workdir(self) -> epath.Path:
+    return self._workdir
+
+  def _open(self, create: bool) -> ocp.CheckpointManager | None:
+    """The orbax manager; None if the workdir is absent and not `create`."""
+    if self._manager is None:
+      if not create and not self._workdir.exists():
+        return None
+      self._manager = ocp.CheckpointManager(
+        self._workdir, options=self._options
+      )
+    return self._manager
+
+  def all_steps(self) -> list[int]:
+    """Steps with a finished checkpoint, ascending ([] if no workdir)."""
+    manager = self._open(create=False)
+    return sorted(manager.all_steps()) if manager else []
+
+  def latest_step(self) -> int | None:
+    steps = self.all_steps()
+    return steps[-1] if steps else None
+
+  def save(
+    self,
+    state: train_state.GANState,
+    config: ml_collections.ConfigDict,
+    *,
+    meta: Mapping[str, Any] | None = None,
+    force: bool = False,
+  ) -> bool:
+    """Saves `state` at its step if due (multiple of save_every) or forced.
+
+    Returns whether a checkpoint was written. A step at or before the
+    workdir's latest checkpoint is never written: that would overwrite a
+    checkpoint, or be pruned at once by the keep-newest policy.
+
+    `meta` adds to (or overrides) the recorded metadata, e.g.
+    `{"data_position": n}` or provenance of an imported checkpoint.
+    """
+    step = int(state.step)
+    if not force and step % self._save_every:
+      return False
+    manager = self._open(create=True)
+    latest = manager.latest_step()
+    if latest is not None and step <= latest:
+      log = logging.info if step == latest else logging.warning
+      log(
+        "Not saving step %d in %s: it already holds step %d; existing "
+        "checkpoints are kept as they are.",
+        step,
+        self._workdir,
+        latest,
+      )
+      return False
+    config_dict = _json_ready(config.to_dict(), "config")
+    meta_dict = _json_ready(_full_meta(step, meta), "meta")
+    saved = manager.save(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        config=ocp.args.JsonSave(config_dict),
+        meta=ocp.args.JsonSave(meta_dict),
+      ),
+      force=True,
+    )
+    if saved:
+      logging.info("Saving checkpoint step %d in %s.", step, self._workdir)
+    return bool(saved)
+
+  def restore(
+    self, abstract_state: train_state.GANState, step: int | None = None
+  ) -> tuple[train_state.GANState, dict[str, Any]]:
+    """Restores `step` (default: the latest) as `(state, meta)`.
+
+    `abstract_state` (see `abstract_state_from_config`) gives shapes, dtypes
+    and the shardings the arrays come back with; leaves without a sharding
+    land on the default device.
+
+    Raises:
+      FileNotFoundError: no such step (the message lists those there are).
+      CheckpointError: the step exists but could not be read.
+      ValueError: the checkpoint was written in a newer format.
+    """
+    step = self._existing_step(step)
+    args = dict(
+      state=ocp.args.StandardRestore(_with_default_sharding(abstract_state)),
+      meta=ocp.args.JsonRestore(),
+    )
+    restored = self._read(step, "Checkpoint", args)
+    meta = dict(restored.meta)
+    _check_format(meta, step, self._workdir)
+    return restored.state, meta
+
+  def restore_latest(
+    self, abstract_state: train_state.GANState
+  ) -> tuple[train_state.GANState, dict[str, Any]] | None:
+    """Restores the newest readable checkpoint; None if there is none.
+
+    An unreadable checkpoint is logged and skipped for the one before it.
+    Once an older one restores (which shows the abstract state fits this
+    workdir), the unreadable newer ones are renamed `<step>.corrupt-<time>`
+    so that training can save those step numbers again. If none restores,
+    nothing is moved and a `CheckpointError` names the workdir and the
+    errors.
+    """
+    steps = self.all_steps()
+    if not steps:
+      return None
+    failures: list[tuple[int, CheckpointError]] = []
+    for step in reversed(steps):
+      try:
+        result = self.restore(abstract_state, step)
+      except CheckpointError as e:
+        logging.warning(
+          "Checkpoint step %d in %s is unreadable; trying the one before. "
+          "Error: %s",
+          step,
+          self._workdir,
+          _short(e),
+        )
+        failures.append((step, e))
+        continue
+      if failures:
+        self._move_aside([s for s, _ in failures])
+      logging.info("Restored checkpoint step %d from %s.", step, self._workdir)
+      return result
+    details = "; ".join(f"step {s}: {_short(e)}" for s, e in failures)
+    raise CheckpointError(
+      f"None of the checkpoints {steps} in {self._workdir} could be "
+      f"restored (if the config changed since they were written, restore "
+      f"with the one saved in the workdir). Errors: {details}"
+    ) from failures[0][1]
+
+  def _existing_step(self, step: int | None) -> int:
+    """`step`, or the latest if None; FileNotFoundError listing the steps."""
+    steps = self.all_steps()
+    if step is None and steps:
+      return steps[-1]
+    if step is None or step not in steps:
+      where = "" if self._workdir.exists() else " (no such directory)"
+      which = "" if step is None else f" for step {step}"
+      raise FileNotFoundError(
+        f"No checkpoint{which} in {self._workdir}{where}; available steps: "
+        f"{steps or 'none'}"
+      )
+    return step
+
+  def _read(self, step: int, what: str, items: dict[str, Any]) -> Any:
+    """Restores `items` of an existing step; failures as CheckpointError."""
+    manager = self._open(create=False)
+    _drop_abandoned_read_noise()
+    try:
+      return manager.restore(step, args=ocp.args.Composite(**items))
+    except Exception as e:  # orbax and tensorstore raise many types
+      raise CheckpointError(
+        f"{what} step {step} in {self._workdir} could not be restored: "
+        f"{_short(e)}"
+      ) from e
+
+  def _move_aside(self, steps: list[int]) -> None:
+    """Renames broken step directories so orbax no longer lists them."""
+    manager = self._open(create=False)
+    manager.wait_until_finished()
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
+    if jax.process_index() == 0:
+      for step in steps:
+        src = self._workdir / str(step)
+        dst = self._workdir / f"{step}{CORRUPT_SUFFIX}{stamp}"
+        src.rename(dst)
+        logging.warning(
+          "Moved unreadable checkpoint %s aside to %s (not deleted; remove "
+          "it when no longer needed).",
+          src,
+          dst,
+        )
+    # Barrier names must be unique and equal on all processes.
+    ocp.multihost.sync_global_processes(
+      f"glcic_jax_move_aside_{'_'.join(map(str, steps))}_{next(_BARRIERS)}"
+    )
+    manager.reload()
+
+  def wait(self) -> None:
+    """Blocks until every started save is written and final."""
+    if self._manager is not None:
+      self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    """Waits for pending saves, then releases the manager."""
+    if self._manager is not None:
+      self._manager.wait_until_finished()
+      self._manager.close()
+      self._manager = None
+
+  def __enter__(self) -> Checkpointer:
+    return self
+
+  def __exit__(self, *exc_info: object) -> None:
+    self.close()
+
+
+def existing_steps(workdir: str | epath.PathLike) -> list[int]:
+  """Checkpoint steps in `workdir` ([] if it does not exist); creates nothing."""
+  with Checkpointer(workdir, save_every=1, keep=1) as ckpt:
+    return ckpt.all_steps()
+
+
+def load_config(
+  workdir: str | epath.PathLike, step: int | None = None
+) -> ml_collections.ConfigDict:
+  """The config saved with `step` (default: the latest) in `workdir`."""
+  with Checkpointer(workdir, save_every=1, keep=1) as ckpt:
+    step = ckpt._existing_step(step)
+    restored = ckpt._read(step, "The config of checkpoint", _CONFIG_ITEM)
+  return ml_collections.ConfigDict(restored.config)
+
+
+def abstract_state_from_config(
+  config: ml_collections.ConfigDict, mesh: Mesh | None = None
+) -> train_state.GANState:
+  """Shapes, dtypes and shardings of the `GANState` that `config` trains.
+
+  Costs no computation (`jax.eval_shape`). With a mesh, every leaf is
+  replicated over it, as training keeps the state; without one, leaves go
+  on the default device (for export, eval and inpaint on one host).
+  """
+  abstract = jax.eval_shape(
+    lambda rng: train_state.init_state(config, rng),
+    jax.ShapeDtypeStruct((2,), jax.numpy.uint32),  # a raw PRNGKey
+  )
+  target = _default_device() if mesh is None else sharding.replicated(mesh)
+  return jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=target),
+    abstract,
+  )
+
+
+def restore_generator(
+  workdir: str | epath.PathLike, step: int | None = None
+) -> tuple[dict[str, Any], ml_collections.ConfigDict, int]:
+  """The generator's variables, the config and the step, from a workdir.
+
+  For eval and inpaint: reads only the generator's params and batch stats
+  (not the discriminators or optimiser states) onto the default device.
+  Returns `({"params": ..., "batch_stats": ...}, config, step)`.
+  """
+  with Checkpointer(workdir, save_every=1, keep=1) as ckpt:
+    step = ckpt._existing_step(step)
+    what = "The generator of checkpoint"
+    config = ckpt._read(step, what, _CONFIG_ITEM).config
+    config = ml_collections.ConfigDict(config)
+    abstract = abstract_state_from_config(config)
+    target = {k: getattr(abstract, k) for k in _GENERATOR_KEYS}
+    state = ocp.args.PyTreeRestore(
+      target,
+      restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+      partial_restore=True,
+    )
+    restored = ckpt._read(step, what, {"state": state}).state
+  variables = {"params": restored["g_params"]}
+  variables["batch_stats"] = restored["g_batch_stats"]
+  return variables, config, step
+
+
+def _drop_abandoned_read_noise() -> None:
+  """Filters the noise orbax's abandoned reads make after a failed restore.
+
+  When one array fails to read, orbax raises and closes its event loop while
+  tensorstore completes the other reads; each then reports "Event loop is
+  closed", and its coroutine re-raises when collected, to
+  `sys.unraisablehook`: hundreds of tracebacks that bury the one warning
+  that matters. This drops exactly those and passes all else on.
+  """
+  # Reads orbax built but never started warn when collected.
+  warnings.filterwarnings(
+    "ignore",
+    message=r"coroutine '_read_array_index_and_device_put' was never awaited",
+    category=RuntimeWarning,
+  )
+  global _noise_filter_installed
+  if _noise_filter_installed:
+    return
+  previous = sys.unraisablehook
+
+  def hook(unraisable: Any) -> None:
+    code = getattr(unraisable.object, "cr_code", None)
+    if str(unraisable.exc_value) == "Event loop is closed" or (
+      code is not None and "orbax" in code.co_filename
+    ):
+      return
+    previous(unraisable)
+
+  sys.unraisablehook = hook
+  _noise_filter_installed = True
+
+
+def _full_meta(step: int, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+  """What every checkpoint records, plus the caller's fields."""
+  extra = dict(extra or {})
+  if "step" in extra and int(extra["step"]) != step:
+    raise ValueError(f"meta step {extra['step']} != state step {step}")
+  meta = {
+    "step": step,
+    "data_position": step,  # one global batch per step
+    "format": FORMAT_VERSION,
+    "glcic_jax_version": glcic_jax.__version__,
+    "jax_version": jax.__version__,
+    "process_count": jax.process_count(),
+    "device_count": jax.device_count(),
+    "saved_at": datetime.datetime.now(datetime.UTC).isoformat(),
+  }
+  meta.update(extra)
+  meta["step"], meta["format"] = step, FORMAT_VERSION
+  return meta
+
+
+def _json_ready(value: dict[str, Any], what: str) -> dict[str, Any]:
+  """Fails before anything is written (not later, in the async writer)."""
+  try:
+    json.dumps(value)
+  except (TypeError, ValueError) as e:
+    raise TypeError(f"checkpoint {what} is not JSON-serialisable: {e}") from e
+  return value
+
+
+def _check_format(meta: dict[str, Any], step: int, workdir: epath.Path) -> None:
+  fmt = meta.get("format", 0)
+  if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
+    raise ValueError(
+      f"Checkpoint step {step} in {workdir} has format {fmt!r}; this "
+      f"glcic-jax {glcic_jax.__version__} reads format <= {FORMAT_VERSION}."
+    )
+
+
+def _with_default_sharding(abstract: Any) -> Any:
+  """Leaves without a sharding go to the default device (no orbax warning)."""
+  return jax.tree.map(
+    lambda x: (
+      x
+      if getattr(x, "sharding", None) is not None
+      else jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=_default_device())
+    ),
+    abstract,
+  )
+
+
+def _default_device() -> jax.sharding.Sharding:
+  return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+
+def _short(e: BaseException, limit: int = 300) -> str:
+  """The root cause's first line, capped: orbax wraps tensorstore's precise
+  error in one whose message is a whole tensorstore spec."""
+  while e.__cause__ is not None:
+    e = e.__cause__
+  lines = str(e).strip().splitlines()
+  text = lines[0] if lines else ""
+  if len(text) > limit:
+    text = text[:limit] + "..."
+  return f"{type(e).__name__}: {text}"
