@@ -7,6 +7,7 @@ optimisers are static fields (not saved; rebuilt from the config).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -46,13 +47,24 @@ class GANState:
 
 
 def make_optimizer(optimizer_config: Any) -> optax.GradientTransformation:
-  """Adam as PyTorch's torch.optim.Adam (no weight decay, no schedule)."""
-  return optax.adam(
-    learning_rate=optimizer_config.learning_rate,
-    b1=optimizer_config.b1,
-    b2=optimizer_config.b2,
-    eps=optimizer_config.eps,
+  """Adam as PyTorch's torch.optim.Adam (no weight decay, no schedule).
+
+  The optimiser is a static field of `GANState`, part of the pytree's
+  metadata: equal settings must give the *same* object, or two states built
+  from one config (say, restored and freshly initialised) would count as
+  different pytree types to `jax.jit`.
+  """
+  return _adam(
+    float(optimizer_config.learning_rate),
+    float(optimizer_config.b1),
+    float(optimizer_config.b2),
+    float(optimizer_config.eps),
   )
+
+
+@functools.lru_cache(maxsize=None)
+def _adam(lr: float, b1: float, b2: float, eps: float):
+  return optax.adam(learning_rate=lr, b1=b1, b2=b2, eps=eps)
 
 
 def create_state(

@@ -1,0 +1,312 @@
+"""The training loop: `train_and_evaluate(config, workdir)`.
+
+Importable and testable; `main.py` is a thin absl wrapper around it. The
+loop picks mmagic's phase for each step (`train_steps.phase_for_step`), runs
+the jitted step on the device mesh, logs through clu, checkpoints through
+`checkpointing`, and resumes exactly where a previous run stopped: state,
+step and input position (one global batch per step) come back from the
+latest good checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import metric_writers, parameter_overview, periodic_actions
+from clu import metrics as clu_metrics
+
+from glcic_jax import (
+  checkpointing,
+  input_pipeline,
+  models,
+  sharding,
+  train_state,
+)
+from glcic_jax import train_steps as ts
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A loss became NaN or inf; the last good checkpoint is kept."""
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Fails early, naming the field, on settings that cannot work."""
+  problems = []
+  if config.image_size % 4:
+    problems.append(f"image_size={config.image_size} must be divisible by 4")
+  if not 0 < config.local_size <= config.image_size:
+    problems.append(
+      f"local_size={config.local_size} must be in (0, image_size]"
+    )
+  for name in ("per_device_batch_size", "total_steps", "checkpoint_every"):
+    if getattr(config, name) <= 0:
+      problems.append(f"{name}={getattr(config, name)} must be > 0")
+  if config.compute_dtype not in _DTYPES:
+    problems.append(
+      f"compute_dtype={config.compute_dtype!r} must be one of {list(_DTYPES)}"
+    )
+  if config.schedule.disc_step < 1:
+    problems.append(f"schedule.disc_step={config.schedule.disc_step} < 1")
+  m = config.model
+  for name, convs in (
+    ("global_num_convs", m.global_num_convs),
+    ("local_num_convs", m.local_num_convs),
+  ):
+    size = config.image_size if name.startswith("global") else config.local_size
+    if convs < 1 or size % 2**convs:
+      problems.append(
+        f"model.{name}={convs}: the input side {size} must be divisible by"
+        f" 2**{convs}"
+      )
+  if problems:
+    raise ValueError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def make_steps(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The three phase steps with networks and loss weights bound."""
+  generator, discs = models.build_models(
+    config.model, _DTYPES[config.compute_dtype]
+  )
+  common = dict(generator=generator)
+  d_kw = dict(discs=discs, local_size=config.local_size)
+  return {
+    ts.PHASE_G: functools.partial(
+      ts.generator_step, **common, l1_hole_weight=config.loss.l1_hole_weight
+    ),
+    ts.PHASE_D: functools.partial(ts.discriminator_step, **common, **d_kw),
+    ts.PHASE_JOINT: functools.partial(
+      ts.joint_step,
+      **common,
+      **d_kw,
+      l1_hole_weight=config.loss.l1_hole_weight,
+      gan_weight=config.loss.gan_weight,
+    ),
+  }
+
+
+def _init_on_mesh(config, mesh, abstract) -> train_state.GANState:
+  """Initialises the state directly replicated on the mesh (every process
+  computes the same values from the config's seed)."""
+  init = jax.jit(
+    functools.partial(train_state.init_state, config),
+    out_shardings=sharding.state_sharding(mesh, abstract),
+  )
+  return init(jax.random.PRNGKey(config.seed))
+
+
+def _preview(generator, g_vars, batch, n: int = 4):
+  """Eval-mode completions of the first n examples (replicated output)."""
+  image, mask = batch["image"][:n], batch["mask"][:n]
+  x = jnp.concatenate([image * (1.0 - mask), mask], axis=-1)
+  fake = generator.apply(g_vars, x, train=False).astype(jnp.float32)
+  return image, mask, image * (1.0 - mask) + fake * mask
+
+
+def image_grid(image, mask, completion) -> np.ndarray:
+  """uint8 rows of gt | masked input (holes white) | completion."""
+  image, mask = np.asarray(image), np.asarray(mask)
+  masked = image * (1.0 - mask) + mask
+  rows = np.concatenate([image, masked, np.asarray(completion)], axis=2)
+  grid = np.concatenate(list(rows), axis=0)
+  return np.round((grid + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+
+
+class _Preemption:
+  """Turns SIGTERM/SIGINT into a flag the loop checks between steps."""
+
+  def __init__(self):
+    self.signal: int | None = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      with contextlib.suppress(ValueError):  # not the main thread
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    logging.warning("Received signal %d: saving and stopping.", signum)
+    self.signal = signum
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _check_finite(step: int, metrics: dict[str, Any]) -> dict[str, float]:
+  """Host copy of one step's metrics; raises if any is NaN/inf.
+
+  `step` is the 0-based index of the step (mmagic's cur_iter - start_iter).
+  """
+  values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+  bad = {k: v for k, v in values.items() if not np.isfinite(v)}
+  if bad:
+    raise NonFiniteLossError(
+      f"non-finite values in step {step}: {bad}; stopping without saving "
+      "this state (the last good checkpoint is kept)"
+    )
+  return values
+
+
+def _log_start(config, mesh, state, global_batch: int, start: int) -> None:
+  logging.info(
+    "Global batch %d = %d per device x %d devices (%d processes); "
+    "starting at step %d of %d.",
+    global_batch,
+    config.per_device_batch_size,
+    mesh.devices.size,
+    jax.process_count(),
+    start,
+    config.total_steps,
+  )
+  ref = config.get("reference_global_batch_size", 0)
+  if ref and ref != global_batch:
+    logging.warning(
+      "Config %s reproduces mmagic's results with a global batch of %d; "
+      "this run uses %d. Results will differ from the reference.",
+      config.name,
+      ref,
+      global_batch,
+    )
+  if jax.process_index() == 0:
+    for name, params in (("G", state.g_params), ("D", state.d_params)):
+      logging.info(
+        "%s parameters:\n%s",
+        name,
+        parameter_overview.get_parameter_overview(jax.device_get(params)),
+      )
+
+
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str
+) -> train_state.GANState:
+  """Trains until `config.total_steps` (or a signal), resuming if possible.
+
+  Returns the final state. Raises `NonFiniteLossError` when a loss turns
+  NaN/inf; checkpoints written before that step are kept.
+  """
+  check_config(config)
+  mesh = sharding.create_mesh()
+  global_batch = config.per_device_batch_size * mesh.devices.size
+  sharding.check_batch_size(global_batch, mesh)
+  writer = metric_writers.create_default_writer(
+    workdir, just_logging=jax.process_index() > 0, asynchronous=True
+  )
+  ckpt = checkpointing.Checkpointer(
+    workdir, save_every=config.checkpoint_every, keep=config.keep_checkpoints
+  )
+  abstract = checkpointing.abstract_state_from_config(config, mesh)
+  restored = ckpt.restore_latest(abstract)
+  if restored is None:
+    state = _init_on_mesh(config, mesh, abstract)
+  else:
+    state, _ = restored
+  start = int(state.step)
+  _log_start(config, mesh, state, global_batch, start)
+
+  pipeline = input_pipeline.create_train_dataset(
+    config,
+    global_batch_size=global_batch,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    start_step=start,
+  )
+  batches = iter(pipeline)
+  steps = {
+    phase: sharding.jit_step(fn, mesh, state)
+    for phase, fn in make_steps(config).items()
+  }
+  generator, _ = models.build_models(
+    config.model, _DTYPES[config.compute_dtype]
+  )
+  preview = jax.jit(
+    functools.partial(_preview, generator),
+    out_shardings=sharding.replicated(mesh),
+  )
+  report = periodic_actions.ReportProgress(
+    num_train_steps=config.total_steps, writer=writer
+  )
+  averages: dict[str, clu_metrics.Average] = {}
+  last_log, last_log_step = time.time(), start
+  pending = None  # (step, metrics) checked one step late: no device stall
+
+  with _Preemption() as preemption, metric_writers.ensure_flushes(writer):
+    for step in range(start, config.total_steps):
+      phase = ts.phase_for_step(step, config.schedule)
+      local_batch = next(batches)
+      batch = sharding.global_batch(local_batch, mesh)
+      state, metrics = steps[phase](state, batch)
+      if pending is not None:
+        _accumulate(averages, pending[2], _check_finite(*pending[:2]))
+      pending = (step, metrics, phase)
+      done = step + 1
+      report(done)
+
+      if done % config.log_every == 0 or done == config.total_steps:
+        _accumulate(averages, phase, _check_finite(step, metrics))
+        pending = None
+        elapsed = max(time.time() - last_log, 1e-9)
+        scalars = {k: a.compute() for k, a in averages.items()}
+        scalars["steps_per_second"] = (done - last_log_step) / elapsed
+        scalars["images_per_second"] = scalars["steps_per_second"] * (
+          global_batch
+        )
+        scalars["skipped_files"] = pipeline.skipped_files()
+        scalars["phase"] = ts.PHASES.index(phase)
+        writer.write_scalars(done, scalars)
+        averages, last_log, last_log_step = {}, time.time(), done
+
+      if config.image_every > 0 and done % config.image_every == 0:
+        shown = jax.device_get(preview(state.generator_variables(), batch))
+        writer.write_images(
+          done, {"train/gt_masked_completion": image_grid(*shown)[None]}
+        )
+
+      if config.eval_every > 0 and done % config.eval_every == 0:
+        from glcic_jax import evaluate  # TODO(import at top once it lands)
+
+        result = evaluate.evaluate(
+          generator,
+          state.generator_variables(),
+          config,
+          mesh,
+          num_batches=config.eval_num_batches,
+        )
+        evaluate.write_results(
+          result, workdir, step=done, seed=config.seed, writer=writer
+        )
+
+      stopping = preemption.signal is not None
+      if (
+        done % config.checkpoint_every == 0
+        or stopping
+        or (done == config.total_steps)
+      ):
+        if pending is not None:
+          _accumulate(averages, phase, _check_finite(step, metrics))
+          pending = None
+        ckpt.save(state, config, meta={"data_position": done}, force=True)
+      if stopping:
+        logging.warning("Stopped by signal at step %d; checkpoint saved.", done)
+        break
+  ckpt.close()
+  return state
+
+
+def _accumulate(averages, phase: str, values: dict[str, float]) -> None:
+  for name, value in values.items():
+    key = f"{phase}/{name}"
+    avg = clu_metrics.Average.from_model_output(jnp.asarray(value))
+    averages[key] = averages[key].merge(avg) if key in averages else avg
