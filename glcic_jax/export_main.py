@@ -18,17 +18,22 @@ from absl import app, flags
 from glcic_jax import checkpointing, interop
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "glcic-jax workdir with checkpoints.")
-flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
-flags.DEFINE_string("output", None, "Output file: .pth or .safetensors.")
-flags.DEFINE_enum(
-  "channel_order",
-  "bgr",
-  interop.CHANNEL_ORDERS,
-  "Channel order the exported weights expect: 'bgr' for mmagic (its "
-  "pipeline feeds BGR images), 'rgb' to keep glcic-jax's order.",
-)
-flags.mark_flags_as_required(["workdir", "output"])
+
+
+def _define_flags() -> None:
+  """Flags are defined when the command runs, not on import, so the
+  library functions here can be imported beside other absl programs."""
+  flags.DEFINE_string("workdir", None, "glcic-jax workdir with checkpoints.")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  flags.DEFINE_string("output", None, "Output file: .pth or .safetensors.")
+  flags.DEFINE_enum(
+    "channel_order",
+    "bgr",
+    interop.CHANNEL_ORDERS,
+    "Channel order the exported weights expect: 'bgr' for mmagic (its "
+    "pipeline feeds BGR images), 'rgb' to keep glcic-jax's order.",
+  )
+  flags.mark_flags_as_required(["workdir", "output"])
 
 
 def export_checkpoint(
@@ -88,6 +93,7 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
+  _define_flags()
   app.run(main)
 
 

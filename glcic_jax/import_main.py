@@ -21,30 +21,35 @@ from ml_collections import config_flags
 from glcic_jax import checkpointing, config_base, interop, train_state
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint", None, "mmagic .pth or .safetensors file.")
-flags.DEFINE_string("workdir", None, "New workdir for the orbax checkpoint.")
-config_flags.DEFINE_config_file(
-  "config", None, "Config giving the network shapes.", lock_config=True
-)
-flags.DEFINE_enum(
-  "channel_order",
-  "bgr",
-  interop.CHANNEL_ORDERS,
-  "Image channel order the file's weights expect: 'bgr' for mmagic's "
-  "files (its pipeline loads images as BGR); the weights are permuted so "
-  "that glcic-jax feeds RGB. 'rgb' copies them unchanged.",
-)
-flags.DEFINE_integer(
-  "step", None, "Step to record (default: the file's meta iter, else 0)."
-)
-flags.DEFINE_bool(
-  "allow_pickle",
-  False,
-  "Unpickle arbitrary objects in a .pth (torch.load weights_only=False). "
-  "Unpickling can run any code the file's author put in it: use only for "
-  "files you trust, when the default safe loader refuses one.",
-)
-flags.mark_flags_as_required(["checkpoint", "workdir"])
+
+
+def _define_flags() -> None:
+  """Flags are defined when the command runs, not on import, so the
+  library functions here can be imported beside other absl programs."""
+  flags.DEFINE_string("checkpoint", None, "mmagic .pth or .safetensors file.")
+  flags.DEFINE_string("workdir", None, "New workdir for the orbax checkpoint.")
+  config_flags.DEFINE_config_file(
+    "config", None, "Config giving the network shapes.", lock_config=True
+  )
+  flags.DEFINE_enum(
+    "channel_order",
+    "bgr",
+    interop.CHANNEL_ORDERS,
+    "Image channel order the file's weights expect: 'bgr' for mmagic's "
+    "files (its pipeline loads images as BGR); the weights are permuted so "
+    "that glcic-jax feeds RGB. 'rgb' copies them unchanged.",
+  )
+  flags.DEFINE_integer(
+    "step", 0, "Step number to record the imported weights at."
+  )
+  flags.DEFINE_bool(
+    "allow_pickle",
+    False,
+    "Unpickle arbitrary objects in a .pth (torch.load weights_only=False). "
+    "Unpickling can run any code the file's author put in it: use only for "
+    "files you trust, when the default safe loader refuses one.",
+  )
+  flags.mark_flags_as_required(["checkpoint", "workdir"])
 
 
 def import_checkpoint(
@@ -102,7 +107,7 @@ def main(argv: list[str]) -> None:
     FLAGS.workdir,
     FLAGS.config,
     channel_order=FLAGS.channel_order,
-    step=FLAGS.step or 0,
+    step=FLAGS.step,
     allow_pickle=FLAGS.allow_pickle,
   )
   print(
@@ -115,6 +120,7 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
+  _define_flags()
   app.run(main)
 
 

@@ -242,7 +242,8 @@ def train_and_evaluate(
   last_log, last_log_step = time.time(), start
   pending = None  # (step, metrics) checked one step late: no device stall
 
-  with _Preemption() as preemption, metric_writers.ensure_flushes(writer):
+  # Leaving the block (normally or by an error) waits for async saves.
+  with ckpt, _Preemption() as preemption, metric_writers.ensure_flushes(writer):
     for step in range(start, config.total_steps):
       phase = ts.phase_for_step(step, config.schedule)
       local_batch = next(batches)
@@ -301,7 +302,6 @@ def train_and_evaluate(
       if stopping:
         logging.warning("Stopped by signal at step %d; checkpoint saved.", done)
         break
-  ckpt.close()
   return state
 
 

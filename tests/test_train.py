@@ -148,29 +148,49 @@ def _env(devices: int) -> dict:
   return env
 
 
-def test_sigkill_mid_run_then_restart_matches_uninterrupted(tmp_path):
-  """SIGKILL (no chance to save; maybe mid-write) once a checkpoint exists,
-  restart: the run resumes from its last checkpoint and ends exactly where
-  an uninterrupted run to the same step ends."""
-  workdir = str(tmp_path / "killed")
-  args = ["--config.checkpoint_every=2", "--config.keep_checkpoints=50"]
+def _wait_for_checkpoint(workdir, proc, newer_than=0, timeout=240):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if max(checkpointing.existing_steps(workdir) or [0]) > newer_than:
+      return
+    assert proc.poll() is None, "training exited early"
+    time.sleep(0.2)
+  raise AssertionError(f"no checkpoint after {newer_than} in {timeout}s")
+
+
+def test_kill_and_preemption_then_restart_match_uninterrupted(tmp_path):
+  """SIGKILL once a checkpoint exists (no chance to save, maybe mid-write),
+  restart; SIGTERM (preemption) later: a checkpoint at the step reached,
+  exit code 0; restart again. The run ends exactly where an uninterrupted
+  run to the same step ends."""
+  workdir = str(tmp_path / "interrupted")
+  args = ["--config.checkpoint_every=2", "--config.keep_checkpoints=1000"]
+  endless = "--config.total_steps=100000"
+  quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   proc = subprocess.Popen(
-    _train_cmd(workdir, *args, "--config.total_steps=100000"),
-    env=_env(8),
-    stdout=subprocess.DEVNULL,
-    stderr=subprocess.DEVNULL,
+    _train_cmd(workdir, *args, endless), env=_env(8), **quiet
   )
-  deadline = time.time() + 240
   try:
-    while time.time() < deadline and not checkpointing.existing_steps(workdir):
-      assert proc.poll() is None, "training exited early"
-      time.sleep(0.2)
+    _wait_for_checkpoint(workdir, proc)
   finally:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-  killed_at = checkpointing.existing_steps(workdir)
-  assert killed_at, "no checkpoint before the deadline"
-  total = max(killed_at) + 4  # the restart must train 4 more steps
+  killed_at = max(checkpointing.existing_steps(workdir))
+
+  proc = subprocess.Popen(
+    _train_cmd(workdir, *args, endless), env=_env(8), **quiet
+  )
+  try:
+    _wait_for_checkpoint(workdir, proc, newer_than=killed_at + 2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0
+  finally:
+    proc.kill()
+  stopped_at = max(checkpointing.existing_steps(workdir))
+  assert stopped_at > killed_at + 2
+  assert final_params(workdir).step == stopped_at
+
+  total = stopped_at + 3  # the last restart trains 3 more steps
   done = subprocess.run(
     _train_cmd(workdir, *args, f"--config.total_steps={total}"),
     env=_env(8),
