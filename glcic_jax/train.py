@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
 import time
 from typing import Any
@@ -26,6 +27,7 @@ from clu import metrics as clu_metrics
 
 from glcic_jax import (
   checkpointing,
+  evaluate,
   input_pipeline,
   models,
   sharding,
@@ -111,15 +113,6 @@ def _preview(generator, g_vars, batch, n: int = 4):
   x = jnp.concatenate([image * (1.0 - mask), mask], axis=-1)
   fake = generator.apply(g_vars, x, train=False).astype(jnp.float32)
   return image, mask, image * (1.0 - mask) + fake * mask
-
-
-def image_grid(image, mask, completion) -> np.ndarray:
-  """uint8 rows of gt | masked input (holes white) | completion."""
-  image, mask = np.asarray(image), np.asarray(mask)
-  masked = image * (1.0 - mask) + mask
-  rows = np.concatenate([image, masked, np.asarray(completion)], axis=2)
-  grid = np.concatenate(list(rows), axis=0)
-  return np.round((grid + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
 
 
 class _Preemption:
@@ -271,23 +264,11 @@ def train_and_evaluate(
 
       if config.image_every > 0 and done % config.image_every == 0:
         shown = jax.device_get(preview(state.generator_variables(), batch))
-        writer.write_images(
-          done, {"train/gt_masked_completion": image_grid(*shown)[None]}
-        )
+        grid = evaluate.completion_grid(*shown)
+        writer.write_images(done, {"train/gt_masked_completion": grid[None]})
 
       if config.eval_every > 0 and done % config.eval_every == 0:
-        from glcic_jax import evaluate  # TODO(import at top once it lands)
-
-        result = evaluate.evaluate(
-          generator,
-          state.generator_variables(),
-          config,
-          mesh,
-          num_batches=config.eval_num_batches,
-        )
-        evaluate.write_results(
-          result, workdir, step=done, seed=config.seed, writer=writer
-        )
+        _evaluate(generator, state, config, mesh, workdir, writer, done)
 
       stopping = preemption.signal is not None
       if (
@@ -303,6 +284,38 @@ def train_and_evaluate(
         logging.warning("Stopped by signal at step %d; checkpoint saved.", done)
         break
   return state
+
+
+def _evaluate(generator, state, config, mesh, workdir, writer, step) -> None:
+  """Periodic evaluation: metrics to TensorBoard and eval/step_N.json, the
+  grid of held-out completions to `workdir/completions.png`."""
+  result = evaluate.evaluate(
+    generator,
+    state.generator_variables(),
+    config,
+    mesh,
+    num_batches=config.eval_num_batches,
+  )
+  evaluate.write_results(
+    result,
+    workdir,
+    step=step,
+    seed=config.seed,
+    source=config.eval_data.source,
+    writer=writer,
+  )
+  logging.info(
+    "Evaluation at step %d on %d images: l1 error %.3f, PSNR %.3f, SSIM %.4f",
+    step,
+    result.num_images,
+    result.l1_error,
+    result.psnr,
+    result.ssim,
+  )
+  if jax.process_index() == 0:
+    from glcic_jax import inpainting
+
+    inpainting.save_png(os.path.join(workdir, "completions.png"), result.grid)
 
 
 def _accumulate(averages, phase: str, values: dict[str, float]) -> None:

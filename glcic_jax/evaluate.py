@@ -1,0 +1,159 @@
+"""Evaluation as mmagic's test step does it, data-parallel on the mesh.
+
+Shared by `glcic-eval` and the periodic evaluation inside training. Each
+image gets a fixed crop and hole (the evaluation pipeline seeds them by
+image index), the generator runs in eval mode (running statistics), the
+output is composited into the known pixels (fake_img = gt*(1-mask) +
+G(x)*mask) and l1 error / PSNR / SSIM are taken per image on the [0, 255]
+floats `metrics.to_pixels` gives, then averaged over real (non-padding)
+images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+
+from glcic_jax import input_pipeline, metrics, models, sharding
+
+
+@dataclasses.dataclass
+class EvalResult:
+  """Mean metrics over the evaluated images, and a grid to look at."""
+
+  l1_error: float
+  psnr: float
+  ssim: float
+  num_images: int
+  skipped_files: int
+  grid: np.ndarray  # uint8 rows of gt | masked input | completion
+
+  def scalars(self) -> dict[str, float]:
+    return {
+      "l1_error": self.l1_error,
+      "psnr": self.psnr,
+      "ssim": self.ssim,
+      "num_images": self.num_images,
+    }
+
+
+def _eval_step(generator, g_vars, batch, *, shown: int):
+  image, mask = batch["image"], batch["mask"]
+  x = jnp.concatenate([image * (1.0 - mask), mask], axis=-1)
+  fake = generator.apply(g_vars, x, train=False).astype(jnp.float32)
+  fake_img = image * (1.0 - mask) + fake * mask
+  per_image = metrics.batch_metrics(
+    metrics.to_pixels(image), metrics.to_pixels(fake_img), mask
+  )
+  preview = (image[:shown], mask[:shown], fake_img[:shown])
+  return per_image, batch["valid"], preview
+
+
+def completion_grid(image, mask, completion) -> np.ndarray:
+  """uint8 rows of gt | masked input (holes white) | completion, from
+  [-1, 1] NHWC arrays."""
+  image, mask = np.asarray(image), np.asarray(mask)
+  masked = image * (1.0 - mask) + mask
+  rows = np.concatenate([image, masked, np.asarray(completion)], axis=2)
+  grid = np.concatenate(list(rows), axis=0)
+  return np.round((grid + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+
+
+def evaluate(
+  generator: models.Generator,
+  generator_variables: Any,
+  config: ml_collections.ConfigDict,
+  mesh: Mesh,
+  *,
+  data_config: ml_collections.ConfigDict | None = None,
+  num_batches: int = -1,
+  grid_examples: int = 8,
+) -> EvalResult:
+  """Evaluates a generator on `config.eval_data` (or `data_config`).
+
+  The global batch is `config.per_device_batch_size` x the mesh's devices;
+  the last one is padded and the padding ignored. `num_batches=-1` goes
+  through the whole source. Every process must call this (collectives).
+  """
+  global_batch = config.per_device_batch_size * mesh.devices.size
+  pipeline = input_pipeline.create_eval_dataset(
+    config,
+    global_batch_size=global_batch,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    data_config=data_config,
+  )
+  step = jax.jit(
+    functools.partial(_eval_step, generator, shown=grid_examples),
+    out_shardings=sharding.replicated(mesh),
+  )
+  g_vars = sharding.put_replicated(jax.device_get(generator_variables), mesh)
+  accumulator = metrics.MetricAccumulator()
+  shown = None
+  for i, local in enumerate(pipeline):
+    if 0 <= num_batches <= i:
+      break
+    batch = sharding.global_batch(
+      {k: local[k] for k in ("image", "mask", "valid")}, mesh
+    )
+    per_image, valid, preview = jax.device_get(step(g_vars, batch))
+    accumulator.update(per_image, valid)
+    if shown is None:
+      keep = np.asarray(valid[:grid_examples]) > 0
+      shown = [np.asarray(a)[keep] for a in preview]
+  means = accumulator.result()
+  return EvalResult(
+    l1_error=means["l1_error"],
+    psnr=means["psnr"],
+    ssim=means["ssim"],
+    num_images=int(accumulator.count),
+    skipped_files=pipeline.skipped_files(),
+    grid=completion_grid(*shown),
+  )
+
+
+def write_results(
+  result: EvalResult,
+  directory: str,
+  *,
+  step: int,
+  seed: int,
+  source: str = "",
+  writer: Any = None,
+) -> str:
+  """Writes `<directory>/eval/step_<step>.json` (+ a PNG grid and, with a
+  clu writer, TensorBoard scalars and image). Process 0 only writes files.
+
+  Returns the JSON path.
+  """
+  path = os.path.join(directory, "eval", f"step_{step}.json")
+  if writer is not None:
+    writer.write_scalars(
+      step, {f"eval/{k}": v for k, v in result.scalars().items()}
+    )
+    writer.write_images(step, {"eval/gt_masked_completion": result.grid[None]})
+  if jax.process_index() != 0:
+    return path
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  record = dict(
+    result.scalars(),
+    checkpoint_step=step,
+    seed=seed,
+    source=source,
+    skipped_files=result.skipped_files,
+  )
+  with open(path, "w") as f:
+    json.dump(record, f, indent=2)
+  from glcic_jax import inpainting  # PIL only where files are written
+
+  inpainting.save_png(path[: -len(".json")] + ".png", result.grid)
+  return path
