@@ -1,0 +1,82 @@
+"""A small API for notebooks: load a generator, complete numpy images.
+
+  completer = inference.load_generator("/ckpt/gl_places")        # workdir
+  completer = inference.load_generator("gl_places.pth")          # mmagic file
+  out = completer.complete(images_uint8, masks)                  # uint8
+
+Completion pads to a multiple of 4 and crops back, keeps every pixel outside
+the hole and runs the generator in eval mode (running statistics), jitted
+once per input shape.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from glcic_jax import checkpointing, config_base, inpainting, interop, models
+
+
+class Completer:
+  """A generator with its variables, ready to complete uint8 images."""
+
+  def __init__(
+    self, generator: models.Generator, variables: Any, config, step: int
+  ):
+    self.generator = generator
+    self.variables = variables
+    self.config = config
+    self.step = step
+    self._apply = jax.jit(lambda v, x: generator.apply(v, x, train=False))
+
+  def apply(self, x: jax.Array) -> jax.Array:
+    """[B, H, W, 4] network input (sides multiples of 4) -> [B, H, W, 3]."""
+    return self._apply(self.variables, x)
+
+  def complete(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] or [B, H, W, 3] images, masks [..., H, W(, 1)] with
+    non-zero = hole -> uint8 completions of the same shape."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+      return inpainting.complete(self.apply, images, masks)
+    return inpainting.complete_batch(self.apply, images, masks)
+
+
+def load_generator(
+  source: str | os.PathLike,
+  *,
+  step: int | None = None,
+  channel_order: str = "bgr",
+  config: ml_collections.ConfigDict | None = None,
+  allow_pickle: bool = False,
+) -> Completer:
+  """A `Completer` from a glcic-jax workdir or an mmagic `.pth`/`.safetensors`.
+
+  For files, `config` gives the network shapes (default: the paper's) and
+  `channel_order` the order the file's weights expect (mmagic: 'bgr').
+  """
+  source = os.fspath(source)
+  if os.path.isdir(source):
+    variables, config, step = checkpointing.restore_generator(source, step)
+  else:
+    config = config or config_base.get_base_config()
+    generator, _ = models.build_models(config.model)
+    template = jax.eval_shape(
+      lambda: generator.init(
+        jax.random.PRNGKey(0), np.zeros((1, 8, 8, 4), np.float32), train=False
+      )
+    )
+    sd = interop.read_state_dict(source, allow_pickle=allow_pickle)
+    variables, _ = interop.gl_variables(
+      {k: v for k, v in sd.items() if k.startswith(interop.GENERATOR_PREFIX)},
+      template,
+      None,
+      channel_order,
+    )
+    step = step or 0
+  generator, _ = models.build_models(config.model)
+  return Completer(generator, variables, config, int(step))
