@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
+import os
 import sys
 import warnings
 from collections.abc import Mapping
@@ -82,6 +83,10 @@ class Checkpointer:
       raise ValueError(
         f"save_every ({save_every}) and keep ({keep}) must be >= 1"
       )
+    # orbax refuses relative paths (raised late, from the async save thread):
+    # make local ones absolute; leave URLs such as gs://bucket/run alone.
+    if "://" not in os.fspath(workdir):
+      workdir = os.path.abspath(os.fspath(workdir))
     self._workdir = epath.Path(workdir)
     self._save_every = int(save_every)
     self._options = ocp.CheckpointManagerOptions(

@@ -46,11 +46,17 @@ class EvalResult:
     }
 
 
-def _eval_step(generator, g_vars, batch, *, shown: int):
-  image, mask = batch["image"], batch["mask"]
+def composite_completion(generator, g_vars, image, mask) -> jax.Array:
+  """mmagic's test step: eval-mode generator on the masked image, its
+  output kept inside the hole only (fake_img)."""
   x = jnp.concatenate([image * (1.0 - mask), mask], axis=-1)
   fake = generator.apply(g_vars, x, train=False).astype(jnp.float32)
-  fake_img = image * (1.0 - mask) + fake * mask
+  return image * (1.0 - mask) + fake * mask
+
+
+def _eval_step(generator, g_vars, batch, *, shown: int):
+  image, mask = batch["image"], batch["mask"]
+  fake_img = composite_completion(generator, g_vars, image, mask)
   per_image = metrics.batch_metrics(
     metrics.to_pixels(image), metrics.to_pixels(fake_img), mask
   )

@@ -110,9 +110,8 @@ def _init_on_mesh(config, mesh, abstract) -> train_state.GANState:
 def _preview(generator, g_vars, batch, n: int = 4):
   """Eval-mode completions of the first n examples (replicated output)."""
   image, mask = batch["image"][:n], batch["mask"][:n]
-  x = jnp.concatenate([image * (1.0 - mask), mask], axis=-1)
-  fake = generator.apply(g_vars, x, train=False).astype(jnp.float32)
-  return image, mask, image * (1.0 - mask) + fake * mask
+  completion = evaluate.composite_completion(generator, g_vars, image, mask)
+  return image, mask, completion
 
 
 class _Preemption:

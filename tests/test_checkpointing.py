@@ -281,3 +281,13 @@ def test_empty_or_missing_workdir(tmp_path, abstract):
       checkpointing.load_config(workdir)
     with pytest.raises(FileNotFoundError, match=re.escape(str(workdir))):
       checkpointing.restore_generator(workdir)
+
+
+def test_relative_workdir_saves_and_restores(tmp_path, monkeypatch, config):
+  """orbax needs absolute paths; `glcic-train --workdir=runs/demo` is not."""
+  monkeypatch.chdir(tmp_path)
+  state = jax.device_get(train_state.init_state(config, jax.random.PRNGKey(0)))
+  with checkpointing.Checkpointer("runs/x", save_every=1, keep=2) as ckpt:
+    assert ckpt.save(state, config, force=True)
+  assert checkpointing.existing_steps("runs/x") == [0]
+  assert (tmp_path / "runs" / "x" / "0").is_dir()
