@@ -86,6 +86,67 @@ class BatchNorm(nn.Module):
     return y.astype(self.dtype or x.dtype)
 
 
+# Sub-pixel taps of ConvTranspose2d(k=4, s=2, p=1): output row 2m+a reads
+# input rows m-1, m, m+1 (window offsets 0, 1, 2) through kernel rows:
+#   a=0: y[2m] = x[m-1] W[3] + x[m] W[1];  a=1: y[2m+1] = x[m] W[2] + x[m+1] W[0]
+_SUBPIXEL_TAPS = {0: ((0, 3), (1, 1)), 1: ((1, 2), (2, 0))}
+
+
+def subpixel_kernel(kernel: jax.Array) -> jax.Array:
+  """[4, 4, out, in] transposed-conv kernel -> [3, 3, in, 4*out] 3x3 kernel
+  whose output channels are (row phase, column phase, out)."""
+  _, _, n_out, n_in = kernel.shape
+  k3 = jnp.zeros((3, 3, n_in, 2, 2, n_out), kernel.dtype)
+  for a, rows in _SUBPIXEL_TAPS.items():
+    for b, cols in _SUBPIXEL_TAPS.items():
+      for dy, kh in rows:
+        for dx, kw in cols:
+          k3 = k3.at[dy, dx, :, a, b, :].set(kernel[kh, kw].T)
+  return k3.reshape(3, 3, n_in, 4 * n_out)
+
+
+class SubPixelConvTranspose(nn.Module):
+  """PyTorch's ConvTranspose2d(k=4, s=2, p=1), computed as one 3x3 conv with
+  4x the output channels followed by depth-to-space.
+
+  XLA's CPU backend runs the transposed (input-dilated) convolution several
+  times slower than a plain one; every output phase of a stride-2 4x4
+  transposed conv only needs a 2x2 subset of the input window, so the same
+  result comes from an ordinary convolution (see docs/performance.md). The
+  parameter is the *same* [4, 4, out, in] kernel that
+  `nn.ConvTranspose(transpose_kernel=True)` holds, so checkpoints and
+  `interop` are unchanged.
+  """
+
+  features: int
+  use_bias: bool = False
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    n_in = x.shape[-1]
+    kernel = self.param(
+      "kernel", conv_kernel_init, (4, 4, self.features, n_in), jnp.float32
+    )
+    k3 = subpixel_kernel(kernel).astype(self.dtype)
+    z = jax.lax.conv_general_dilated(
+      x.astype(self.dtype),
+      k3,
+      window_strides=(1, 1),
+      padding=((1, 1), (1, 1)),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+    b, h, w, _ = z.shape
+    z = z.reshape(b, h, w, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5)
+    y = z.reshape(b, 2 * h, 2 * w, self.features)
+    if self.use_bias:
+      bias = self.param(
+        "bias", nn.initializers.zeros, (self.features,), jnp.float32
+      )
+      y = y + bias.astype(self.dtype)
+    return y
+
+
 class ConvModule(nn.Module):
   """mmcv's ConvModule: conv -> BatchNorm -> ReLU, no conv bias under a norm.
 
@@ -108,20 +169,10 @@ class ConvModule(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     k = self.kernel_size
     if self.transpose:
-      # PyTorch padding p on a transposed conv = (k - 1 - p) on the dilated
-      # input; transpose_kernel=True makes it the gradient of a convolution,
-      # which is what PyTorch computes.
-      pad = k - 1 - (k - 2) // 2
-      x = nn.ConvTranspose(
-        self.features,
-        (k, k),
-        strides=(self.stride, self.stride),
-        padding=((pad, pad), (pad, pad)),
-        use_bias=not self.norm,
-        transpose_kernel=True,
-        kernel_init=conv_kernel_init,
-        dtype=self.dtype,
-        name="conv",
+      if (k, self.stride) != (4, 2):
+        raise ValueError("only PyTorch's ConvTranspose2d(k=4, s=2, p=1)")
+      x = SubPixelConvTranspose(
+        self.features, use_bias=not self.norm, dtype=self.dtype, name="conv"
       )(x)
     else:
       pad = self.dilation * (k - 1) // 2
