@@ -39,20 +39,24 @@ def main(argv):
   )
   mesh = sharding.create_mesh()
   generator, _ = models.build_models(config.model)
-  rows = [
-    (
-      "masked input (mid-grey hole)",
-      evaluate.evaluate(MidGrey(), {}, config, mesh),
-    ),
-    (
-      f"completion, step {step}",
-      evaluate.evaluate(generator, g_vars, config, mesh),
-    ),
-  ]
-  print(f"{'':32s} {'l1 error':>9s} {'PSNR':>8s} {'SSIM':>7s} images")
-  for name, r in rows:
+  candidates = {
+    "masked input (mid-grey hole)": (MidGrey(), {}),
+    f"completion, step {step}": (generator, g_vars),
+  }
+  print(f"{'':32s} {'l1 error':>9s} {'PSNR':>8s} {'SSIM':>7s} crops")
+  for name, (model, variables) in candidates.items():
+    results = []
+    for seed in range(FLAGS.seeds):  # another crop and hole per seed
+      config.seed = seed
+      results.append(evaluate.evaluate(model, variables, config, mesh))
+    n = sum(r.num_images for r in results)
+    mean = {
+      k: sum(getattr(r, k) * r.num_images for r in results) / n
+      for k in ("l1_error", "psnr", "ssim")
+    }
     print(
-      f"{name:32s} {r.l1_error:9.3f} {r.psnr:8.3f} {r.ssim:7.4f} {r.num_images}"
+      f"{name:32s} {mean['l1_error']:9.3f} {mean['psnr']:8.3f}"
+      f" {mean['ssim']:7.4f} {n}"
     )
 
 
