@@ -118,3 +118,22 @@ def test_workdir_and_pth_give_the_same_completion(workdir, photos, tmp_path):
   np.testing.assert_array_equal(a, b)
   batch = from_file.complete(np.stack([image, image]), np.stack([hole, hole]))
   np.testing.assert_array_equal(batch[1], a)
+
+
+def test_imported_checkpoint_evaluates_without_training(tmp_path):
+  """An mmagic-layout file brought in with glcic-import evaluates as is."""
+  from glcic_jax import import_main, models
+
+  config = load_config("tiny")
+  config.per_device_batch_size = 1
+  g, d = models.build_models(config.model)
+  g_vars, d_vars = models.init_variables(
+    g, d, jax.random.PRNGKey(11), (32, 32), (16, 16)
+  )
+  pth = tmp_path / "mmagic_layout.pth"
+  interop.write_state_dict(pth, interop.gl_state_dict(g_vars, d_vars))
+  workdir = str(tmp_path / "imported")
+  import_main.import_checkpoint(str(pth), workdir, config, step=300_000)
+  record = eval_main.run_evaluation(workdir)
+  assert record["checkpoint_step"] == 300_000 and record["num_images"] == 2
+  assert 0 < record["ssim"] < 1
