@@ -62,7 +62,7 @@ def make_optimizer(optimizer_config: Any) -> optax.GradientTransformation:
   )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _adam(lr: float, b1: float, b2: float, eps: float):
   return optax.adam(learning_rate=lr, b1=b1, b2=b2, eps=eps)
 
