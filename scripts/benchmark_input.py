@@ -29,7 +29,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import app, flags
 
-from glcic_jax import config_base, input_pipeline
+from glcic_jax import config_base, image_sources, input_pipeline
 
 _PARALLEL = flags.DEFINE_integer(
   "num_parallel_calls", -1, "tf.data parallelism; -1 = AUTOTUNE."
@@ -125,7 +125,7 @@ def time_mmagic_way(load, count):
 
 def _skimage(_):
   config = _config("skimage", skimage_split="all")
-  paths = input_pipeline.open_source(config.data).paths
+  paths = image_sources.open_source(config.data).paths
   return (
     f"skimage ({len(paths)} photos)",
     lambda: time_pipeline(config),

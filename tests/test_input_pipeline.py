@@ -10,7 +10,13 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from glcic_jax import config_base, input_pipeline, masks, preview_data
+from glcic_jax import (
+  config_base,
+  image_sources,
+  input_pipeline,
+  masks,
+  preview_data,
+)
 
 
 def tiny_config(source="folder", data_root="", **data_overrides):
@@ -126,9 +132,9 @@ def test_resize_matches_opencv_bilinear_on_a_skimage_photo():
   )
   pipeline = input_pipeline.create_eval_dataset(config, global_batch_size=2)
   (batch,) = list(pipeline)
-  paths = input_pipeline.open_source(config.eval_data).paths
+  paths = image_sources.open_source(config.eval_data).paths
   assert [os.path.basename(p) for p in paths] == list(
-    input_pipeline.SKIMAGE_HELDOUT
+    image_sources.SKIMAGE_HELDOUT
   )
   for row, path in enumerate(paths):
     reference = cv2.resize(
@@ -146,8 +152,8 @@ def test_skimage_photos_real_pixels():
       crop_size=384, max_bbox_shape=128, max_bbox_delta=40, min_margin=20
     )
   train = input_pipeline.create_train_dataset(config, global_batch_size=4)
-  held = input_pipeline.open_source(config.eval_data).paths
-  assert not set(held) & set(input_pipeline.open_source(config.data).paths)
+  held = image_sources.open_source(config.eval_data).paths
+  assert not set(held) & set(image_sources.open_source(config.data).paths)
   assert train.num_examples >= 10
   (batch,) = take(train, 1)
   check_batch(batch, 256, 128, 4)
