@@ -115,19 +115,7 @@ def bench_torch(config, phase: str, n: int) -> dict:
   from tests import torch_reference as ref
 
   device = "cuda" if torch.cuda.is_available() else "cpu"
-  m = config.model
-  model = ref.GLModel(
-    ref.GLEncoderDecoder(m.generator_channels),
-    ref.GLDiscs(
-      config.image_size,
-      config.local_size,
-      m.global_num_convs,
-      m.local_num_convs,
-      m.disc_base_channels,
-      m.disc_max_channels,
-      m.disc_fc_features,
-    ),
-  ).to(device)
+  model = ref.model_for_config(config).to(device)
   model.train()
   opt_g = torch.optim.Adam(model.generator.parameters(), lr=4e-4)
   opt_d = torch.optim.Adam(model.disc.parameters(), lr=4e-4)

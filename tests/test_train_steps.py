@@ -145,19 +145,7 @@ def run_jax(gold, dtype=np.float32):
 def run_torch_mirror(gold, dtype=torch.float32):
   """The golden run in the PyTorch mirror of GLInpaintor.train_step."""
   config = golden_config()
-  m = config.model
-  model = ref.GLModel(
-    ref.GLEncoderDecoder(),
-    ref.GLDiscs(
-      config.image_size,
-      config.local_size,
-      m.global_num_convs,
-      m.local_num_convs,
-      m.disc_base_channels,
-      m.disc_max_channels,
-      m.disc_fc_features,
-    ),
-  ).to(dtype)
+  model = ref.model_for_config(config).to(dtype)
   model.load_state_dict(
     {k: torch.from_numpy(v) for k, v in _init_state_dict(gold).items()}
   )

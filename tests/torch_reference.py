@@ -171,6 +171,23 @@ class GLModel(nn.Module):
     self.disc = disc
 
 
+def model_for_config(config) -> GLModel:
+  """The PyTorch networks a glcic-jax config describes (mmagic's names)."""
+  m = config.model
+  return GLModel(
+    GLEncoderDecoder(m.generator_channels),
+    GLDiscs(
+      config.image_size,
+      config.local_size,
+      m.global_num_convs,
+      m.local_num_convs,
+      m.disc_base_channels,
+      m.disc_max_channels,
+      m.disc_fc_features,
+    ),
+  )
+
+
 def count_trainable(module: nn.Module) -> int:
   return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
