@@ -147,6 +147,46 @@ class SubPixelConvTranspose(nn.Module):
     return y
 
 
+class PatchConv(nn.Module):
+  """A strided convolution as patches @ kernel (im2col), no bias.
+
+  XLA's CPU backend is pathologically slow on the discriminators' 5x5
+  stride-2 convolutions once maps are small and channels wide (256->512 at
+  8x8: 0.53 s forward+backward against 0.0075 s as a matmul; see
+  docs/performance.md). Same [k, k, in, out] parameter as `nn.Conv`.
+  """
+
+  features: int
+  kernel_size: int
+  stride: int
+  padding: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, s, n_in = self.kernel_size, self.stride, x.shape[-1]
+    kernel = self.param(
+      "kernel", conv_kernel_init, (k, k, n_in, self.features), jnp.float32
+    )
+    p = self.padding
+    x = jnp.pad(x.astype(self.dtype), ((0, 0), (p, p), (p, p), (0, 0)))
+    ho = (x.shape[1] - k) // s + 1
+    wo = (x.shape[2] - k) // s + 1
+    taps = [
+      x[:, dy : dy + s * (ho - 1) + 1 : s, dx : dx + s * (wo - 1) + 1 : s]
+      for dy in range(k)
+      for dx in range(k)
+    ]
+    patches = jnp.stack(taps, axis=3).reshape(x.shape[0], ho, wo, -1)
+    return patches @ kernel.reshape(k * k * n_in, -1).astype(self.dtype)
+
+
+def patch_convs_default() -> bool:
+  """Discriminator convs as matmuls on the CPU backend only (GPUs and TPUs
+  have good strided convolutions and no memory to spare for patches)."""
+  return jax.default_backend() == "cpu"
+
+
 class ConvModule(nn.Module):
   """mmcv's ConvModule: conv -> BatchNorm -> ReLU, no conv bias under a norm.
 
@@ -163,12 +203,19 @@ class ConvModule(nn.Module):
   transpose: bool = False
   norm: bool = True
   act: Callable[[jax.Array], jax.Array] | None = nn.relu
+  patches: bool = False  # compute as im2col + matmul (same parameter)
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     k = self.kernel_size
-    if self.transpose:
+    if self.patches:
+      if not self.norm or self.dilation != 1:
+        raise ValueError("patches=True is for undilated convs under a norm")
+      x = PatchConv(
+        self.features, k, self.stride, (k - 1) // 2, self.dtype, name="conv"
+      )(x)
+    elif self.transpose:
       if (k, self.stride) != (4, 2):
         raise ValueError("only PyTorch's ConvTranspose2d(k=4, s=2, p=1)")
       x = SubPixelConvTranspose(
@@ -297,9 +344,14 @@ class MultiLayerDiscriminator(nn.Module):
     x = x.astype(self.dtype)
     for i in range(self.num_convs):
       width = min(self.base_channels * 2**i, self.max_channels)
-      x = ConvModule(width, 5, 2, dtype=self.dtype, name=f"conv{i + 1}")(
-        x, train
-      )
+      x = ConvModule(
+        width,
+        5,
+        2,
+        patches=patch_convs_default(),
+        dtype=self.dtype,
+        name=f"conv{i + 1}",
+      )(x, train)
     x = x.reshape(x.shape[0], -1)
     x = nn.Dense(
       self.fc_features,
