@@ -64,6 +64,29 @@ def _eval_step(generator, g_vars, batch, *, shown: int):
   return per_image, batch["valid"], preview
 
 
+@functools.cache
+def _jitted_eval_step(generator: models.Generator, mesh: Mesh, shown: int):
+  """One compiled step per (network, mesh, grid size): periodic evaluation
+  during training reuses it instead of tracing and compiling every time."""
+  return jax.jit(
+    functools.partial(_eval_step, generator, shown=shown),
+    out_shardings=sharding.replicated(mesh),
+  )
+
+
+def _on_mesh(tree: Any, mesh: Mesh) -> Any:
+  """`tree` replicated on `mesh`; arrays already there (training's state)
+  are used as they are instead of a round trip through the host."""
+  target = sharding.replicated(mesh)
+  leaves = jax.tree.leaves(tree)
+  if all(
+    isinstance(x, jax.Array) and x.sharding.is_equivalent_to(target, x.ndim)
+    for x in leaves
+  ):
+    return tree
+  return sharding.put_replicated(jax.device_get(tree), mesh)
+
+
 def completion_grid(image, mask, completion) -> np.ndarray:
   """uint8 rows of gt | masked input (holes white) | completion, from
   [-1, 1] NHWC arrays."""
@@ -98,24 +121,31 @@ def evaluate(
     process_count=jax.process_count(),
     data_config=data_config,
   )
-  step = jax.jit(
-    functools.partial(_eval_step, generator, shown=grid_examples),
-    out_shardings=sharding.replicated(mesh),
-  )
-  g_vars = sharding.put_replicated(jax.device_get(generator_variables), mesh)
+  step = _jitted_eval_step(generator, mesh, grid_examples)
+  g_vars = _on_mesh(generator_variables, mesh)
   accumulator = metrics.MetricAccumulator()
-  shown = None
+  shown, pending = None, None
   for i, local in enumerate(pipeline):
     if 0 <= num_batches <= i:
       break
     batch = sharding.global_batch(
       {k: local[k] for k in ("image", "mask", "valid")}, mesh
     )
-    per_image, valid, preview = jax.device_get(step(g_vars, batch))
-    accumulator.update(per_image, valid)
-    if shown is None:
-      keep = np.asarray(valid[:grid_examples]) > 0
-      shown = [np.asarray(a)[keep] for a in preview]
+    per_image, valid, preview = step(g_vars, batch)
+    if shown is None:  # only the first batch's examples go to the grid
+      keep = np.asarray(jax.device_get(valid))[:grid_examples] > 0
+      shown = [np.asarray(a)[keep] for a in jax.device_get(preview)]
+    # Fetch the previous batch's numbers while this one runs on the devices.
+    if pending is not None:
+      accumulator.update(*jax.device_get(pending))
+    pending = (per_image, valid)
+  if pending is not None:
+    accumulator.update(*jax.device_get(pending))
+  if accumulator.count == 0:
+    raise ValueError(
+      f"no images evaluated ({(data_config or config.eval_data).source} "
+      f"source, num_batches={num_batches})"
+    )
   means = accumulator.result()
   return EvalResult(
     l1_error=means["l1_error"],
@@ -129,19 +159,25 @@ def evaluate(
 
 def write_results(
   result: EvalResult,
-  directory: str,
+  workdir_or_path: str | os.PathLike,
   *,
   step: int,
   seed: int,
   source: str = "",
   writer: Any = None,
 ) -> str:
-  """Writes `<directory>/eval/step_<step>.json` (+ a PNG grid and, with a
-  clu writer, TensorBoard scalars and image). Process 0 only writes files.
+  """Writes the numbers where people and scripts look for them.
+
+  A `.json` path is written as given; anything else is a workdir and gets
+  `<workdir>/eval/step_<step>.json`. The grid goes beside the JSON as a
+  PNG, and with a clu `writer` the scalars and the grid go to TensorBoard
+  too. Files are written by process 0 only (all processes may call this).
 
   Returns the JSON path.
   """
-  path = os.path.join(directory, "eval", f"step_{step}.json")
+  path = os.fspath(workdir_or_path)
+  if not path.endswith(".json"):
+    path = os.path.join(path, "eval", f"step_{step}.json")
   if writer is not None:
     writer.write_scalars(
       step, {f"eval/{k}": v for k, v in result.scalars().items()}
@@ -149,7 +185,7 @@ def write_results(
     writer.write_images(step, {"eval/gt_masked_completion": result.grid[None]})
   if jax.process_index() != 0:
     return path
-  os.makedirs(os.path.dirname(path), exist_ok=True)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   record = dict(
     result.scalars(),
     checkpoint_step=step,

@@ -28,9 +28,12 @@ class Completer:
     self, generator: models.Generator, variables: Any, config, step: int
   ):
     self.generator = generator
-    self.variables = variables
+    # On the device once, not copied from the host at every call.
+    self.variables = jax.device_put(variables)
     self.config = config
     self.step = step
+    # jax.jit keeps one compiled program per input shape: a folder of
+    # same-sized photos compiles once.
     self._apply = jax.jit(lambda v, x: generator.apply(v, x, train=False))
 
   def apply(self, x: jax.Array) -> jax.Array:

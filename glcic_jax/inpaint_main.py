@@ -2,14 +2,15 @@
 
   glcic-inpaint --workdir=/ckpt/gl_places --input photo.jpg [more.png dir/]
       (--mask mask.png | --bbox 40,60,100,90 [--bbox ...] | --random_bbox)
-      --output out/ [--blend poisson]
+      --output out/ [--blend poisson] [--seed S]
 
 Any image size (padded to a multiple of 4, cropped back); any number of
 holes of any shape in the mask (white / non-zero = hole). Writes
 `out/<name>.png` (the completion: outside the holes exactly the input) and
 `out/<name>_compare.png` (input with holes | completion). `--checkpoint
-gl.pth` takes an mmagic file instead of a workdir. `--blend poisson`
-applies the paper's post-processing (off by default, as in mmagic).
+gl.pth` takes an mmagic file instead of a workdir (the paper's network
+shapes, or those of `--config`). `--blend poisson` applies the paper's
+post-processing (off by default, as in mmagic).
 """
 
 from __future__ import annotations
@@ -18,36 +19,71 @@ import os
 
 import numpy as np
 from absl import app, flags
+from ml_collections import config_flags
 
 from glcic_jax import inference, inpainting, interop
 
 FLAGS = flags.FLAGS
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def _define_flags() -> None:
-  """Defined when the command runs, so importing this module is harmless."""
-  flags.DEFINE_string("workdir", None, "glcic-jax workdir with checkpoints.")
-  flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
-  flags.DEFINE_string("checkpoint", None, "mmagic .pth/.safetensors instead.")
+def define_flags(
+  flag_values: flags.FlagValues = FLAGS, sys_argv: list[str] | None = None
+) -> None:
+  """Defined when the command runs, so importing this module is harmless;
+  `flag_values`/`sys_argv` let a test parse a command line of its own."""
+  fv = dict(flag_values=flag_values)
+  flags.DEFINE_string("workdir", None, "glcic-jax workdir (checkpoints).", **fv)
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).", **fv)
+  flags.DEFINE_string(
+    "checkpoint", None, "mmagic .pth/.safetensors file instead.", **fv
+  )
   flags.DEFINE_enum(
     "channel_order",
     "bgr",
     interop.CHANNEL_ORDERS,
     "Channel order of --checkpoint's weights (mmagic: bgr).",
+    **fv,
   )
-  flags.DEFINE_multi_string("input", None, "Image files or folders.")
-  flags.DEFINE_string("mask", None, "PNG mask, same size as every input.")
-  flags.DEFINE_multi_string("bbox", None, "Hole top,left,height,width.")
-  flags.DEFINE_bool("random_bbox", False, "One mmagic-style random hole.")
-  flags.DEFINE_integer("seed", 0, "Seed for --random_bbox.")
-  flags.DEFINE_string("output", None, "Output folder.")
-  flags.DEFINE_enum("blend", "none", ["none", "poisson"], "Post-processing.")
-  flags.mark_flags_as_required(["input", "output"])
+  config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "Network shapes of --checkpoint (default: the paper's).",
+    lock_config=True,
+    sys_argv=sys_argv,
+    **fv,
+  )
+  flags.DEFINE_bool(
+    "allow_pickle",
+    False,
+    "Unpickle arbitrary objects in --checkpoint (only for trusted files).",
+    **fv,
+  )
+  flags.DEFINE_multi_string(
+    "input",
+    None,
+    "Image files or folders (more may follow as arguments).",
+    **fv,
+  )
+  flags.DEFINE_string(
+    "mask", None, "Mask image, same size as the inputs.", **fv
+  )
+  flags.DEFINE_multi_string("bbox", None, "Hole top,left,height,width.", **fv)
+  flags.DEFINE_bool("random_bbox", False, "One mmagic-style random hole.", **fv)
+  flags.DEFINE_integer("seed", 0, "Seed for --random_bbox.", **fv)
+  flags.DEFINE_string("output", None, "Output folder.", **fv)
+  flags.DEFINE_enum(
+    "blend", "none", ["none", "poisson"], "Post-processing.", **fv
+  )
+  flags.mark_flags_as_required(["input", "output"], **fv)
 
 
 def list_inputs(inputs: list[str]) -> list[str]:
-  """Files as given, folders expanded to their images (sorted)."""
+  """Files as given, folders expanded to their images (sorted).
+
+  Fails before any work if a path is missing or two inputs would write the
+  same `<name>.png`.
+  """
   paths = []
   for item in inputs:
     if os.path.isdir(item):
@@ -59,9 +95,25 @@ def list_inputs(inputs: list[str]) -> list[str]:
       if not found:
         raise FileNotFoundError(f"no images in folder {item}")
       paths += found
-    else:
+    elif os.path.exists(item):
       paths.append(item)
+    else:
+      raise FileNotFoundError(f"no such input file or folder: {item}")
+  names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+  twice = sorted({n for n in names if names.count(n) > 1})
+  if twice:
+    raise ValueError(f"several inputs would be written as {twice} (.png)")
   return paths
+
+
+def check_hole_source(
+  mask: str | None, bboxes: list[str] | None, random_bbox: bool
+) -> None:
+  """Exactly one way to say where the holes are; boxes parse."""
+  if sum([mask is not None, bool(bboxes), random_bbox]) != 1:
+    raise ValueError("give exactly one of --mask, --bbox or --random_bbox")
+  for spec in bboxes or []:
+    inpainting.parse_bbox(spec)
 
 
 def inpaint_files(
@@ -76,8 +128,7 @@ def inpaint_files(
   blend: str = "none",
 ) -> list[str]:
   """Completes every input; returns the paths of the completions written."""
-  if sum([mask is not None, bool(bboxes), random_bbox]) != 1:
-    raise ValueError("give exactly one of --mask, --bbox or --random_bbox")
+  check_hole_source(mask, bboxes, random_bbox)
   rng = np.random.default_rng(seed)
   written = []
   for path in list_inputs(inputs):
@@ -103,32 +154,42 @@ def inpaint_files(
   return written
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if bool(FLAGS.workdir) == bool(FLAGS.checkpoint):
+def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> None:
+  fv = flag_values
+  inputs = fv.input + argv[1:]  # `--input a.jpg b.jpg dir/` works too
+  if bool(fv.workdir) == bool(fv.checkpoint):
     raise app.UsageError("give exactly one of --workdir or --checkpoint")
+  if fv.config is not None and fv.workdir:
+    raise app.UsageError("--config is for --checkpoint files only")
+  # Cheap mistakes first, before a model is loaded and compiled.
+  try:
+    check_hole_source(fv.mask, fv.bbox, fv.random_bbox)
+    list_inputs(inputs)
+  except (ValueError, FileNotFoundError) as e:
+    raise app.UsageError(str(e)) from e
   completer = inference.load_generator(
-    FLAGS.workdir or FLAGS.checkpoint,
-    step=FLAGS.step,
-    channel_order=FLAGS.channel_order,
+    fv.workdir or fv.checkpoint,
+    step=fv.step,
+    channel_order=fv.channel_order,
+    config=fv.config,
+    allow_pickle=fv.allow_pickle,
   )
   written = inpaint_files(
     completer,
-    FLAGS.input,
-    FLAGS.output,
-    mask=FLAGS.mask,
-    bboxes=FLAGS.bbox,
-    random_bbox=FLAGS.random_bbox,
-    seed=FLAGS.seed,
-    blend=FLAGS.blend,
+    inputs,
+    fv.output,
+    mask=fv.mask,
+    bboxes=fv.bbox,
+    random_bbox=fv.random_bbox,
+    seed=fv.seed,
+    blend=fv.blend,
   )
   for path in written:
     print(path)
 
 
 def run() -> None:
-  _define_flags()
+  define_flags()
   app.run(main)
 
 
