@@ -1,27 +1,36 @@
 """Times one training phase in JAX and, in the same run, in PyTorch.
 
   python scripts/benchmark_train.py --config=configs/gl_places.py \\
-      --phase=joint --steps=20 [--json=out.json] [--config.x=y ...]
+      --phase=joint --steps=20 [--json=out.json] [--layers] [--config.x=y ...]
 
-JAX: the jitted step of `train.make_steps` on a mesh over all local
-devices, compiled once, warmed up, then timed step by step
-(`block_until_ready`); FLOPs per step from XLA's cost analysis; the
-device's measured matmul peak (float32 and bfloat16) in the same run; peak
-device memory where the backend reports it. PyTorch: the same networks
-(tests/torch_reference.py, mmagic's module names), losses and Adam on the
-same shapes (CUDA if available), timed the same way. The table comes last.
-`--layers` adds a per-layer table (forward+backward) for the layer kinds of
-the paper model.
+JAX: the jitted step of `train.make_steps` on a mesh over all local devices
+(per-device batch x local devices), compiled once (compile time reported),
+warmed up, then timed step by step with `block_until_ready`; FLOPs per step
+from XLA's cost analysis of the compiled step; the device's dense matmul
+peak (float32 and bfloat16) measured in the same run; peak device memory
+where the backend reports it (not on CPU). PyTorch: mmagic's networks as
+`tests/torch_reference.py` mirrors them, the same shapes, losses and Adam
+(`mmagic_train_step`), on CUDA when available, under bf16 autocast when
+`compute_dtype='bfloat16'`.
+
+The JAX and PyTorch steps alternate (one of each per round) so that load
+from other processes hits both alike: the ratio of the medians is the number
+to read on a shared machine. `--layers` adds forward+backward times per
+layer kind at the config's widths (also interleaved). The step table is
+printed last.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,20 +39,23 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from glcic_jax import sharding, train, train_state  # noqa: E402
+from glcic_jax import models, sharding, train, train_state  # noqa: E402
 from glcic_jax import train_steps as ts  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Config.", lock_config=True)
 flags.DEFINE_enum("phase", "joint", ["g", "d", "joint"], "Phase to time.")
-flags.DEFINE_integer("steps", 10, "Timed steps.")
+flags.DEFINE_integer("steps", 10, "Timed steps (of each framework).")
 flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
 flags.DEFINE_string("json", None, "Write the results here.")
 flags.DEFINE_bool("torch", True, "Also time PyTorch in the same run.")
+flags.DEFINE_bool("layers", False, "Also time each layer kind (fwd+bwd).")
 FLAGS = flags.FLAGS
 PHASES = {"g": ts.PHASE_G, "d": ts.PHASE_D, "joint": ts.PHASE_JOINT}
 
 
 def random_batch(config, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+  """A batch of the config's shapes: a centred square hole whose local box
+  fits, so JAX and PyTorch crop the same patches."""
   rng = np.random.default_rng(seed)
   size, local = config.image_size, config.local_size
   mask = np.zeros((n, size, size, 1), np.float32)
@@ -58,27 +70,35 @@ def random_batch(config, n: int, seed: int = 0) -> dict[str, np.ndarray]:
   }
 
 
-def time_calls(fn, steps: int, warmup: int) -> list[float]:
+def interleaved(
+  fns: dict[str, Callable[[], None]], steps: int, warmup: int
+) -> dict[str, list[float]]:
+  """Per-call seconds of each fn, alternating fns every round.
+
+  Each fn must block until its device work is done.
+  """
   for _ in range(warmup):
-    fn()
-  times = []
+    for fn in fns.values():
+      fn()
+  times: dict[str, list[float]] = {name: [] for name in fns}
   for _ in range(steps):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
+    for name, fn in fns.items():
+      t0 = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - t0)
   return times
 
 
 def matmul_peak(dtype, n: int = 4096) -> float:
-  """Measured dense matmul FLOP/s on the default device."""
+  """Measured dense matmul FLOP/s on the default device (best of 3)."""
   a = jnp.ones((n, n), dtype)
   f = jax.jit(lambda a: a @ a)
-  f(a).block_until_ready()
-  t = min(time_calls(lambda: f(a).block_until_ready(), 3, 1))
-  return 2 * n**3 / t
+  t = interleaved({"mm": lambda: f(a).block_until_ready()}, 3, 1)["mm"]
+  return 2 * n**3 / min(t)
 
 
-def bench_jax(config, phase: str) -> dict:
+def jax_step(config, phase: str) -> tuple[Callable[[], None], dict]:
+  """The compiled phase step as a no-argument callable, and its facts."""
   mesh = sharding.create_mesh(jax.local_devices())
   n = config.per_device_batch_size * mesh.devices.size
   state = sharding.put_replicated(
@@ -98,23 +118,33 @@ def bench_jax(config, phase: str) -> dict:
     holder["state"], metrics = compiled(holder["state"], batch)
     jax.block_until_ready(metrics)
 
-  times = time_calls(run, FLAGS.steps, FLAGS.warmup)
-  stats = jax.local_devices()[0].memory_stats() or {}
-  return {
-    "compile_seconds": compile_s,
-    "times": times,
-    "flops_per_step": flops,
-    "batch": n,
-    "peak_memory_bytes": stats.get("peak_bytes_in_use"),
-  }
+  return run, {"compile_seconds": compile_s, "flops": flops, "batch": n}
 
 
-def bench_torch(config, phase: str, n: int) -> dict:
+def torch_autocast(device: str, config):
+  """bf16 autocast for `compute_dtype='bfloat16'` (convs and linears in
+  bf16, BatchNorm and losses in float32: JAX's policy), else a no-op."""
+  import torch
+
+  if config.compute_dtype != "bfloat16":
+    return contextlib.nullcontext()
+  return torch.autocast(device_type=device, dtype=torch.bfloat16)
+
+
+def torch_device() -> str:
+  import torch
+
+  return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_step(config, phase: str, n: int) -> Callable[[], None]:
+  """mmagic's train step for `phase` on the same shapes, as a callable."""
   import torch
 
   from tests import torch_reference as ref
 
-  device = "cuda" if torch.cuda.is_available() else "cpu"
+  device = torch_device()
+  torch.backends.cudnn.benchmark = True  # PyTorch's fastest conv algorithms
   model = ref.model_for_config(config).to(device)
   model.train()
   opt_g = torch.optim.Adam(model.generator.parameters(), lr=4e-4)
@@ -128,85 +158,234 @@ def bench_torch(config, phase: str, n: int) -> dict:
   cur_iter = {ts.PHASE_G: 0, ts.PHASE_D: 2, ts.PHASE_JOINT: 4}[phase]
 
   def run():
-    ref.mmagic_train_step(
-      model,
-      opt_g,
-      opt_d,
-      batch,
-      cur_iter,
-      iter_tc=1,
-      iter_td=3,
-      local_size=config.local_size,
-    )
+    with torch_autocast(device, config):
+      ref.mmagic_train_step(
+        model,
+        opt_g,
+        opt_d,
+        batch,
+        cur_iter,
+        iter_tc=1,
+        iter_td=3,
+        local_size=config.local_size,
+      )
     if device == "cuda":
       torch.cuda.synchronize()
 
-  return {"times": time_calls(run, FLAGS.steps, FLAGS.warmup), "device": device}
+  return run
+
+
+def layer_specs(config) -> list[tuple]:
+  """(name, kind, in, out, k, stride, dilation, input side): the paper
+  model's layer kinds at this config's widths and sizes."""
+  c, s, m = config.model.generator_channels, config.image_size, config.model
+  specs = [
+    ("enc1 5x5", "conv", 4, c, 5, 1, 1, s),
+    ("enc2 3x3 stride 2", "conv", c, 2 * c, 3, 2, 1, s),
+    ("enc3 3x3", "conv", 2 * c, 2 * c, 3, 1, 1, s // 2),
+    ("enc5 3x3", "conv", 4 * c, 4 * c, 3, 1, 1, s // 4),
+    ("neck 3x3 dilation 2", "conv", 4 * c, 4 * c, 3, 1, 2, s // 4),
+    ("neck 3x3 dilation 16", "conv", 4 * c, 4 * c, 3, 1, 16, s // 4),
+    ("dec3 transposed 4x4 s2", "tconv", 4 * c, 2 * c, 4, 2, 1, s // 4),
+    ("dec5 transposed 4x4 s2", "tconv", 2 * c, c, 4, 2, 1, s // 2),
+    ("dec6 3x3", "conv", c, c // 2, 3, 1, 1, s),
+    (f"BatchNorm {c}ch", "bn", c, c, 0, 1, 1, s),
+    (f"BatchNorm {4 * c}ch", "bn", 4 * c, 4 * c, 0, 1, 1, s // 4),
+  ]
+  cin = 3
+  for i in range(m.global_num_convs):
+    cout = min(m.disc_base_channels * 2**i, m.disc_max_channels)
+    specs.append(
+      (f"global conv{i + 1} 5x5 s2", "dconv", cin, cout, 5, 2, 1, s // 2**i)
+    )
+    cin = cout
+  return specs
+
+
+def _jax_layer(spec, dtype, n: int, native_tconv: bool) -> Callable[[], None]:
+  """Forward + backward (input and parameter gradients) of one layer."""
+  _, kind, cin, cout, k, stride, dil, side = spec
+  x = jax.random.normal(jax.random.PRNGKey(0), (n, side, side, cin), dtype)
+  if kind == "bn":
+    module = models.BatchNorm(dtype=dtype)
+  elif kind == "tconv":
+    module = models.SubPixelConvTranspose(
+      cout, dtype=dtype, matmul=not native_tconv
+    )
+  elif kind == "dconv" and models.patch_convs_default():
+    module = models.PatchConv(cout, k, stride, (k - 1) // 2, dtype=dtype)
+  else:
+    pad = dil * (k - 1) // 2
+    module = nn.Conv(
+      cout,
+      (k, k),
+      strides=stride,
+      padding=((pad, pad), (pad, pad)),
+      kernel_dilation=dil,
+      dtype=dtype,
+    )
+  args = (True,) if kind == "bn" else ()
+  variables = module.init(jax.random.PRNGKey(1), x, *args)
+
+  def loss(params, x):
+    y, _ = module.apply(
+      {**variables, "params": params}, x, *args, mutable=["batch_stats"]
+    )
+    return jnp.sum(jnp.square(y.astype(jnp.float32)))
+
+  grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+  params = variables["params"]
+  jax.block_until_ready(grad(params, x))
+  return lambda: jax.block_until_ready(grad(params, x))
+
+
+def _torch_layer(spec, config, n: int) -> Callable[[], None]:
+  import torch
+
+  _, kind, cin, cout, k, stride, dil, side = spec
+  device = torch_device()
+  if kind == "bn":
+    layer = torch.nn.BatchNorm2d(cout)
+  elif kind == "tconv":
+    layer = torch.nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)
+  else:
+    pad = dil * (k - 1) // 2
+    layer = torch.nn.Conv2d(cin, cout, k, stride, pad, dilation=dil)
+  layer = layer.to(device)
+  x = torch.randn(n, cin, side, side, device=device, requires_grad=True)
+
+  def run():
+    layer.zero_grad()
+    x.grad = None
+    with torch_autocast(device, config):
+      y = layer(x)
+    y.float().square().sum().backward()
+    if device == "cuda":
+      torch.cuda.synchronize()
+
+  return run
+
+
+def bench_layers(config, n: int) -> list[dict]:
+  """Per-layer JAX and PyTorch medians, in the same interleaved rounds.
+  Transposed convs are timed in both JAX formulations."""
+  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[
+    config.compute_dtype
+  ]
+  native_default = not models.patch_convs_default()
+  rows = []
+  for spec in layer_specs(config):
+    fns = {"jax": _jax_layer(spec, dtype, n, native_default)}
+    if spec[1] == "tconv":
+      fns["jax_other"] = _jax_layer(spec, dtype, n, not native_default)
+    if FLAGS.torch:
+      fns["torch"] = _torch_layer(spec, config, n)
+    times = interleaved(fns, max(FLAGS.steps, 5), FLAGS.warmup)
+    row = {"layer": spec[0], "side": spec[-1], "in": spec[2], "out": spec[3]}
+    row.update({k: statistics.median(v) for k, v in times.items()})
+    rows.append(row)
+    print(f"  timed {spec[0]}", flush=True)
+  return rows
+
+
+def print_layers(rows: list[dict]) -> None:
+  native = not models.patch_convs_default()
+  ours, other = ("native", "matmul") if native else ("matmul", "native")
+  print(f"\nforward+backward per layer kind, ms (transposed: JAX {ours};")
+  print(f"the {other} formulation in brackets)")
+  print(f"{'layer':28s} {'in':>12s} {'JAX':>14s} {'PyTorch':>8s} {'ratio':>6s}")
+  for r in rows:
+    shape = f"{r['side']}^2x{r['in']}"
+    j = f"{1e3 * r['jax']:.2f}"
+    if "jax_other" in r:
+      j += f" [{1e3 * r['jax_other']:.1f}]"
+    t = f"{1e3 * r['torch']:8.2f}" if "torch" in r else f"{'':8s}"
+    ratio = f"{r['torch'] / r['jax']:6.2f}" if "torch" in r else ""
+    print(f"{r['layer']:28s} {shape:>12s} {j:>14s} {t} {ratio}")
+  print("ratio = PyTorch time / JAX time (> 1: JAX faster)")
 
 
 def main(argv):
   del argv
   config = FLAGS.config
+  train.check_config(config)
   phase = PHASES[FLAGS.phase]
   peak32 = matmul_peak(jnp.float32)
   peak16 = matmul_peak(jnp.bfloat16)
-  j = bench_jax(config, phase)
-  med = statistics.median(j["times"])
+  jax_run, info = jax_step(config, phase)
+  n = info["batch"]
+  fns = {"jax": jax_run}
+  if FLAGS.torch:
+    fns["torch"] = torch_step(config, phase, n)
+  times = interleaved(fns, FLAGS.steps, FLAGS.warmup)
+  jt = times["jax"]
+  med = statistics.median(jt)
   peak = peak16 if config.compute_dtype == "bfloat16" else peak32
+  stats = jax.local_devices()[0].memory_stats() or {}
   result = {
     "device_kind": jax.devices()[0].device_kind,
+    "backend": jax.default_backend(),
     "devices": jax.local_device_count(),
     "phase": phase,
     "image_size": config.image_size,
     "compute_dtype": config.compute_dtype,
     "per_device_batch_size": config.per_device_batch_size,
+    "global_batch_size": n,
+    "steps": FLAGS.steps,
     "step_seconds_median": med,
-    "step_seconds_min": min(j["times"]),
-    "step_seconds_max": max(j["times"]),
-    "images_per_second": j["batch"] / med,
-    "flops_per_image": j["flops_per_step"] / j["batch"],
-    "fraction_of_peak": j["flops_per_step"] / med / peak,
+    "step_seconds_min": min(jt),
+    "step_seconds_max": max(jt),
+    "images_per_second": n / med,
+    "flops_per_step": info["flops"],
+    "flops_per_image": info["flops"] / n,
+    "fraction_of_peak": info["flops"] / med / peak,
     "matmul_peak_flops_f32": peak32,
     "matmul_peak_flops_bf16": peak16,
-    "compile_seconds": j["compile_seconds"],
-    "peak_memory_bytes": j["peak_memory_bytes"],
+    "compile_seconds": info["compile_seconds"],
+    "peak_memory_bytes": stats.get("peak_bytes_in_use"),
   }
   if FLAGS.torch:
-    t = bench_torch(config, phase, j["batch"])
-    tmed = statistics.median(t["times"])
+    tt = times["torch"]
+    tmed = statistics.median(tt)
     result.update(
-      torch_device=t["device"],
+      torch_device=torch_device(),
       torch_step_seconds_median=tmed,
-      torch_images_per_second=j["batch"] / tmed,
+      torch_step_seconds_min=min(tt),
+      torch_step_seconds_max=max(tt),
+      torch_images_per_second=n / tmed,
       jax_speedup_over_torch=tmed / med,
     )
+  if FLAGS.layers:
+    result["layers"] = bench_layers(config, n)
+    print_layers(result["layers"])
   if FLAGS.json:
     with open(FLAGS.json, "w") as f:
       json.dump(result, f, indent=2)
+  mem = result["peak_memory_bytes"]
   print()
   print(
     f"{config.name} phase={phase} {config.image_size}px "
-    f"batch {j['batch']} ({config.per_device_batch_size}/device) "
+    f"batch {n} ({config.per_device_batch_size}/device) "
     f"{config.compute_dtype} on {result['device_kind']}"
   )
   print(
     f"{'':10s} {'step s (median)':>16s} {'min':>8s} {'max':>8s} {'img/s':>9s}"
   )
   print(
-    f"{'JAX':10s} {med:16.4f} {min(j['times']):8.4f} "
-    f"{max(j['times']):8.4f} {result['images_per_second']:9.2f}"
+    f"{'JAX':10s} {med:16.4f} {min(jt):8.4f} "
+    f"{max(jt):8.4f} {result['images_per_second']:9.2f}"
   )
   if FLAGS.torch:
     print(
-      f"{'PyTorch':10s} {tmed:16.4f} {min(t['times']):8.4f} "
-      f"{max(t['times']):8.4f} {result['torch_images_per_second']:9.2f}"
+      f"{'PyTorch':10s} {tmed:16.4f} {min(tt):8.4f} "
+      f"{max(tt):8.4f} {result['torch_images_per_second']:9.2f}"
     )
     print(f"JAX speed / PyTorch speed: {result['jax_speedup_over_torch']:.2f}x")
   print(
     f"GFLOP/image {result['flops_per_image'] / 1e9:.2f}; "
     f"{100 * result['fraction_of_peak']:.1f}% of the measured matmul peak "
-    f"({peak / 1e12:.3f} TFLOP/s); compile {j['compile_seconds']:.1f} s; "
-    f"peak memory {j['peak_memory_bytes'] or 'n/a'}"
+    f"({peak / 1e12:.3f} TFLOP/s); compile {info['compile_seconds']:.1f} s; "
+    f"peak memory {f'{mem / 2**30:.2f} GiB' if mem else 'n/a'}"
   )
 
 

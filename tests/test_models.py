@@ -1,21 +1,46 @@
-"""Model-level facts: the sub-pixel transposed conv is PyTorch's."""
+"""Model-level facts: the rewritten layers compute PyTorch's functions from
+the same parameters (so checkpoints and interop are untouched)."""
 
 from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 
-from glcic_jax import models
+from glcic_jax import interop, models
+from tests import torch_reference as ref
 
 
-@pytest.mark.parametrize("size", [(8, 8), (6, 10), (16, 12)])
-def test_subpixel_transposed_conv_equals_conv_transpose(size):
+def _weighted_sum(y):
+  """A loss whose gradient differs at every output element (a plain sum
+  would hide permuted or misplaced outputs)."""
+  w = jnp.arange(y.size, dtype=y.dtype).reshape(y.shape) / y.size
+  return jnp.sum(y * w)
+
+
+def _value_and_grads(module, kernel, x):
+  def loss(k, x):
+    y = module.apply({"params": {"kernel": k}}, x)
+    return _weighted_sum(y), y
+
+  (_, y), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
+    kernel, x
+  )
+  return y, grads
+
+
+# Input sides of dec3 (H/4: odd or even) and dec5 (H/2) for generator inputs
+# whose sides are multiples of 4, plus one channel count that is not a
+# multiple of anything convenient.
+@pytest.mark.parametrize("matmul", [True, False])
+@pytest.mark.parametrize("size", [(5, 7), (8, 8), (6, 10), (1, 3)])
+def test_transposed_conv_equals_conv_transpose_and_pytorch(matmul, size):
   rng = np.random.default_rng(0)
   x = rng.standard_normal((2, *size, 6)).astype(np.float32)
-  kernel = rng.standard_normal((4, 4, 5, 6)).astype(np.float32)
+  kernel = rng.standard_normal((4, 4, 5, 6)).astype(np.float32)  # [k,k,o,i]
   reference = nn.ConvTranspose(
     5,
     (4, 4),
@@ -24,31 +49,77 @@ def test_subpixel_transposed_conv_equals_conv_transpose(size):
     use_bias=False,
     transpose_kernel=True,
   )
-  ours = models.SubPixelConvTranspose(5)
-  params = {"params": {"kernel": kernel}}
-
-  def loss(module, k, x):
-    y = module.apply({"params": {"kernel": k}}, x)
-    return (y * np.arange(y.size).reshape(y.shape) / y.size).sum(), y
-
-  (l_ref, y_ref), g_ref = jax.value_and_grad(
-    lambda k, x: loss(reference, k, x), argnums=(0, 1), has_aux=True
-  )(kernel, x)
-  (l_new, y_new), g_new = jax.value_and_grad(
-    lambda k, x: loss(ours, k, x), argnums=(0, 1), has_aux=True
-  )(kernel, x)
-  assert y_new.shape == (2, 2 * size[0], 2 * size[1], 5)
-  np.testing.assert_allclose(y_new, y_ref, atol=1e-5)
-  for a, b in zip(g_new, g_ref):
+  y_ref, g_ref = _value_and_grads(reference, kernel, x)
+  y, g = _value_and_grads(
+    models.SubPixelConvTranspose(5, matmul=matmul), kernel, x
+  )
+  assert y.shape == (2, 2 * size[0], 2 * size[1], 5)
+  np.testing.assert_allclose(y, y_ref, atol=1e-5)
+  for a, b in zip(g, g_ref):
     np.testing.assert_allclose(a, b, atol=1e-4)
-  # ...and PyTorch's ConvTranspose2d with the mmagic-layout weight.
+
+  # PyTorch's ConvTranspose2d with the mmagic-layout weight [in, out, k, k]
+  # (interop's mapping: a transpose, no flip), forward and both gradients.
   t = torch.nn.ConvTranspose2d(6, 5, 4, 2, padding=1, bias=False)
   with torch.no_grad():
     t.weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()))
-    want = t(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
-  np.testing.assert_allclose(
-    ours.apply(params, x), want.transpose(0, 2, 3, 1), atol=1e-5
+  xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+  yt = t(xt)
+  w = torch.from_numpy(
+    (np.arange(y.size, dtype=np.float32).reshape(y.shape) / y.size)
+    .transpose(0, 3, 1, 2)
+    .copy()
   )
+  (yt * w).sum().backward()
+  np.testing.assert_allclose(
+    y, yt.detach().numpy().transpose(0, 2, 3, 1), atol=1e-5
+  )
+  np.testing.assert_allclose(
+    g[0], t.weight.grad.numpy().transpose(2, 3, 1, 0), atol=1e-4
+  )
+  np.testing.assert_allclose(
+    g[1], xt.grad.numpy().transpose(0, 2, 3, 1), atol=1e-4
+  )
+
+
+def test_subpixel_patch_kernel_places_every_tap_once():
+  """Each of the 16 kernel taps lands in exactly one (window tap, phase)
+  block, so the matmul does no spurious work and misses none."""
+  kernel = jnp.arange(16.0).reshape(4, 4, 1, 1) + 1
+  k = np.asarray(models.subpixel_patch_kernel(kernel))
+  assert k.shape == (4, 4)
+  assert sorted(k.ravel().tolist()) == list(range(1, 17))
+
+
+def test_transposed_conv_in_bf16_computes_in_bf16():
+  x = jnp.ones((1, 4, 4, 8))
+  for matmul in (True, False):
+    m = models.SubPixelConvTranspose(4, dtype=jnp.bfloat16, matmul=matmul)
+    variables = m.init(jax.random.PRNGKey(0), x)
+    assert variables["params"]["kernel"].dtype == jnp.float32
+    assert m.apply(variables, x).dtype == jnp.bfloat16
+
+
+def test_generator_with_odd_quarter_size_matches_pytorch():
+  """20x28 inputs put 5x7 maps into dec3: the odd case, whole network, in
+  training mode, with weights moved by interop as mmagic's would be."""
+  torch.manual_seed(0)
+  tg = ref.GLEncoderDecoder(8)
+  ref.randomize_(tg, seed=3)
+  g = models.Generator(channels=8)
+  template = jax.eval_shape(
+    lambda: g.init(jax.random.PRNGKey(0), jnp.zeros((1, 20, 28, 4)), False)
+  )
+  variables = interop.state_dict_to_variables(
+    tg.state_dict(), template, "", channel_order="rgb"
+  )
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-1, 1, (2, 20, 28, 4)).astype(np.float32)
+  got, _ = g.apply(variables, x, train=True, mutable=["batch_stats"])
+  tg.train()
+  with torch.no_grad():
+    want = tg(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+  np.testing.assert_allclose(got, want.transpose(0, 2, 3, 1), atol=1e-4)
 
 
 def test_generator_parameters_unchanged():
@@ -58,6 +129,8 @@ def test_generator_parameters_unchanged():
   )
   dec3 = shapes["params"]["decoder"]["dec3"]["conv"]["kernel"]
   assert dec3.shape == (4, 4, 128, 256)
+  dec5 = shapes["params"]["decoder"]["dec5"]["conv"]["kernel"]
+  assert dec5.shape == (4, 4, 64, 128)
   n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes["params"]))
   assert n == 6_069_155
 
@@ -70,17 +143,8 @@ def test_patch_conv_equals_strided_conv(shape):
   reference = nn.Conv(
     7, (5, 5), strides=(2, 2), padding=((2, 2), (2, 2)), use_bias=False
   )
-  ours = models.PatchConv(7, 5, 2, 2)
-
-  def run(module):
-    def loss(k, x):
-      y = module.apply({"params": {"kernel": k}}, x)
-      return (y * np.arange(y.size).reshape(y.shape) / y.size).sum(), y
-
-    return jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(kernel, x)
-
-  (_, y_ref), g_ref = run(reference)
-  (_, y_new), g_new = run(ours)
+  y_ref, g_ref = _value_and_grads(reference, kernel, x)
+  y_new, g_new = _value_and_grads(models.PatchConv(7, 5, 2, 2), kernel, x)
   np.testing.assert_allclose(y_new, y_ref, atol=1e-5)
   for a, b in zip(g_new, g_ref):
     np.testing.assert_allclose(a, b, atol=1e-4)
