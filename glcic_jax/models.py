@@ -18,6 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from glcic_jax.conv_layers import Conv, SubPixelConvTranspose
+
 Dtype = Any
 
 
@@ -26,13 +28,6 @@ def output_dtype(dtype: Dtype) -> Dtype:
   return jnp.promote_types(dtype, jnp.float32)
 
 
-# mmcv's kaiming_init(mode='fan_out', nonlinearity='relu', distribution=
-# 'normal'): std = sqrt(2 / fan_out), untruncated, with fan_out = k*k*dim0 of
-# the PyTorch weight. For a Conv ([out, in, k, k] in PyTorch, HWIO here) that
-# is k*k*out, Flax's last axis. For a ConvTranspose PyTorch's dim 0 is the
-# *input* channel count; the Flax kernel of `ConvTranspose(transpose_kernel=
-# True)` is [k, k, out, in], so its last axis is again PyTorch's dim 0.
-conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 # mmagic's GLDiscs init: every Linear normal(0, 0.02), bias 0.
 linear_kernel_init = nn.initializers.normal(stddev=0.02)
 
@@ -86,152 +81,6 @@ class BatchNorm(nn.Module):
     return y.astype(self.dtype or x.dtype)
 
 
-# Sub-pixel taps of ConvTranspose2d(k=4, s=2, p=1): output row 2m+a reads
-# input rows m-1+a and m+a through kernel rows _PHASE_ROWS[a]:
-#   a=0: y[2m] = x[m-1] W[3] + x[m] W[1];  a=1: y[2m+1] = x[m] W[2] + x[m+1] W[0]
-# With the input padded by 1 (xp[i] = x[i-1]), phase a at output m reads the
-# 2x2 window of xp starting at row m+a; window row t uses kernel row
-# _PHASE_ROWS[a][t]. Columns likewise.
-_PHASE_ROWS = ((3, 1), (2, 0))
-
-
-def subpixel_patch_kernel(kernel: jax.Array) -> jax.Array:
-  """[4, 4, out, in] transposed-conv kernel -> [(ty, tx, in), (a, b, out)].
-
-  Row (ty, tx, i) multiplies input channel i at window offset (ty, tx) of
-  the padded input; column (a, b, o) is output channel o of phase (a, b).
-  Static slices only (no gather/scatter in the kernel's gradient).
-  """
-  _, _, n_out, n_in = kernel.shape
-  taps = [
-    jnp.stack(
-      [
-        kernel[_PHASE_ROWS[a][ty], _PHASE_ROWS[b][tx]]
-        for a in (0, 1)
-        for b in (0, 1)
-      ]
-    )  # [phase, out, in]
-    for ty in (0, 1)
-    for tx in (0, 1)
-  ]
-  k = jnp.stack(taps)  # [tap, phase, out, in]
-  return k.transpose(0, 3, 1, 2).reshape(4 * n_in, 4 * n_out)
-
-
-def _subpixel_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """ConvTranspose2d(k=4, s=2, p=1) as one matmul over 2x2 patches.
-
-  z = patches(pad(x)) @ K gives, at each of the (H+1) x (W+1) windows, the
-  four phases' outputs; phase (a, b) at output (m, n) is window (m+a, n+b).
-  That is (H+1)(W+1)/(HW) times the useful multiply-adds: 13% extra at
-  16x16, 3% at 64x64 (the sub-pixel 3x3 form this replaced did 2.25x).
-  """
-  b, h, w, n_in = x.shape
-  n_out = kernel.shape[2]
-  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  patches = jnp.concatenate(
-    [xp[:, ty : ty + h + 1, tx : tx + w + 1] for ty in (0, 1) for tx in (0, 1)],
-    axis=-1,
-  )
-  # A 2-D matmul: XLA's CPU backend turns a batched-spatial dot_general's
-  # gradient into transposing copies that cost as much as the matmul.
-  z = patches.reshape(-1, 4 * n_in) @ subpixel_patch_kernel(kernel)
-  z = z.reshape(b, h + 1, w + 1, 2, 2, n_out)
-  rows = [
-    jnp.stack([z[:, a : a + h, c : c + w, a, c] for c in (0, 1)], axis=3)
-    for a in (0, 1)
-  ]  # each [B, H, W, 2 (column phase), out]
-  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, n_out)
-
-
-def _native_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """What `nn.ConvTranspose(transpose_kernel=True)` computes (cuDNN's and
-  PyTorch's algorithm on GPUs: an input-dilated convolution)."""
-  return jax.lax.conv_transpose(
-    x,
-    kernel,
-    strides=(2, 2),
-    padding=((2, 2), (2, 2)),
-    dimension_numbers=("NHWC", "HWIO", "NHWC"),
-    transpose_kernel=True,
-  )
-
-
-class SubPixelConvTranspose(nn.Module):
-  """PyTorch's ConvTranspose2d(k=4, s=2, p=1) from the [4, 4, out, in]
-  kernel that `nn.ConvTranspose(transpose_kernel=True)` holds, so
-  checkpoints and `interop` do not depend on how it is computed.
-
-  On the CPU backend (`matmul=None` there) it runs as one matmul over 2x2
-  patches: every output phase of this layer reads a 2x2 input window, and
-  XLA's CPU backend differentiates the input-dilated convolution 20-80x
-  more slowly than this matmul (docs/performance.md). Elsewhere it is the native
-  transposed convolution, the algorithm cuDNN and PyTorch use.
-  """
-
-  features: int
-  use_bias: bool = False
-  dtype: Dtype = jnp.float32
-  matmul: bool | None = None  # None: on the CPU backend only
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    n_in = x.shape[-1]
-    kernel = self.param(
-      "kernel", conv_kernel_init, (4, 4, self.features, n_in), jnp.float32
-    )
-    matmul = patch_convs_default() if self.matmul is None else self.matmul
-    fn = _subpixel_matmul if matmul else _native_conv_transpose
-    y = fn(x.astype(self.dtype), kernel.astype(self.dtype))
-    if self.use_bias:
-      bias = self.param(
-        "bias", nn.initializers.zeros, (self.features,), jnp.float32
-      )
-      y = y + bias.astype(self.dtype)
-    return y
-
-
-class PatchConv(nn.Module):
-  """A strided convolution as patches @ kernel (im2col), no bias.
-
-  XLA's CPU backend is pathologically slow on the discriminators' 5x5
-  stride-2 convolutions once maps are small and channels wide (256->512 at
-  8x8: 0.53 s forward+backward against 0.0075 s as a matmul; see
-  docs/performance.md). Same [k, k, in, out] parameter as `nn.Conv`.
-  """
-
-  features: int
-  kernel_size: int
-  stride: int
-  padding: int
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    k, s, n_in = self.kernel_size, self.stride, x.shape[-1]
-    kernel = self.param(
-      "kernel", conv_kernel_init, (k, k, n_in, self.features), jnp.float32
-    )
-    p = self.padding
-    x = jnp.pad(x.astype(self.dtype), ((0, 0), (p, p), (p, p), (0, 0)))
-    ho = (x.shape[1] - k) // s + 1
-    wo = (x.shape[2] - k) // s + 1
-    taps = [
-      x[:, dy : dy + s * (ho - 1) + 1 : s, dx : dx + s * (wo - 1) + 1 : s]
-      for dy in range(k)
-      for dx in range(k)
-    ]
-    patches = jnp.stack(taps, axis=3).reshape(x.shape[0], ho, wo, -1)
-    return patches @ kernel.reshape(k * k * n_in, -1).astype(self.dtype)
-
-
-def patch_convs_default() -> bool:
-  """Discriminator and transposed convs as matmuls on the CPU backend only
-  (GPUs and TPUs have good convolutions and no memory to spare for
-  patches)."""
-  return jax.default_backend() == "cpu"
-
-
 class ConvModule(nn.Module):
   """mmcv's ConvModule: conv -> BatchNorm -> ReLU, no conv bias under a norm.
 
@@ -248,34 +97,24 @@ class ConvModule(nn.Module):
   transpose: bool = False
   norm: bool = True
   act: Callable[[jax.Array], jax.Array] | None = nn.relu
-  patches: bool = False  # compute as im2col + matmul (same parameter)
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     k = self.kernel_size
-    if self.patches:
-      if not self.norm or self.dilation != 1:
-        raise ValueError("patches=True is for undilated convs under a norm")
-      x = PatchConv(
-        self.features, k, self.stride, (k - 1) // 2, self.dtype, name="conv"
-      )(x)
-    elif self.transpose:
+    if self.transpose:
       if (k, self.stride) != (4, 2):
         raise ValueError("only PyTorch's ConvTranspose2d(k=4, s=2, p=1)")
       x = SubPixelConvTranspose(
         self.features, use_bias=not self.norm, dtype=self.dtype, name="conv"
       )(x)
     else:
-      pad = self.dilation * (k - 1) // 2
-      x = nn.Conv(
+      x = Conv(
         self.features,
-        (k, k),
-        strides=(self.stride, self.stride),
-        padding=((pad, pad), (pad, pad)),
-        kernel_dilation=(self.dilation, self.dilation),
+        k,
+        self.stride,
+        self.dilation,
         use_bias=not self.norm,
-        kernel_init=conv_kernel_init,
         dtype=self.dtype,
         name="conv",
       )(x)
@@ -393,7 +232,6 @@ class MultiLayerDiscriminator(nn.Module):
         width,
         5,
         2,
-        patches=patch_convs_default(),
         dtype=self.dtype,
         name=f"conv{i + 1}",
       )(x, train)

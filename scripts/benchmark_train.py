@@ -30,7 +30,6 @@ import sys
 import time
 from collections.abc import Callable
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,7 +38,7 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from glcic_jax import models, sharding, train, train_state  # noqa: E402
+from glcic_jax import conv_layers, models, sharding, train, train_state  # noqa: E402
 from glcic_jax import train_steps as ts  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Config.", lock_config=True)
@@ -202,28 +201,17 @@ def layer_specs(config) -> list[tuple]:
   return specs
 
 
-def _jax_layer(spec, dtype, n: int, native_tconv: bool) -> Callable[[], None]:
-  """Forward + backward (input and parameter gradients) of one layer."""
+def _jax_layer(spec, dtype, n: int, matmul: bool) -> Callable[[], None]:
+  """Forward + backward (input and parameter gradients) of one layer, with
+  convs as matmuls or as XLA's native convolutions."""
   _, kind, cin, cout, k, stride, dil, side = spec
   x = jax.random.normal(jax.random.PRNGKey(0), (n, side, side, cin), dtype)
   if kind == "bn":
     module = models.BatchNorm(dtype=dtype)
   elif kind == "tconv":
-    module = models.SubPixelConvTranspose(
-      cout, dtype=dtype, matmul=not native_tconv
-    )
-  elif kind == "dconv" and models.patch_convs_default():
-    module = models.PatchConv(cout, k, stride, (k - 1) // 2, dtype=dtype)
+    module = conv_layers.SubPixelConvTranspose(cout, dtype=dtype, matmul=matmul)
   else:
-    pad = dil * (k - 1) // 2
-    module = nn.Conv(
-      cout,
-      (k, k),
-      strides=stride,
-      padding=((pad, pad), (pad, pad)),
-      kernel_dilation=dil,
-      dtype=dtype,
-    )
+    module = conv_layers.Conv(cout, k, stride, dil, dtype=dtype, matmul=matmul)
   args = (True,) if kind == "bn" else ()
   variables = module.init(jax.random.PRNGKey(1), x, *args)
 
@@ -268,16 +256,16 @@ def _torch_layer(spec, config, n: int) -> Callable[[], None]:
 
 def bench_layers(config, n: int) -> list[dict]:
   """Per-layer JAX and PyTorch medians, in the same interleaved rounds.
-  Transposed convs are timed in both JAX formulations."""
+  JAX convs are timed in both formulations (matmul and native)."""
   dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[
     config.compute_dtype
   ]
-  native_default = not models.patch_convs_default()
+  matmul = conv_layers.matmul_convs_default()
   rows = []
   for spec in layer_specs(config):
-    fns = {"jax": _jax_layer(spec, dtype, n, native_default)}
-    if spec[1] == "tconv":
-      fns["jax_other"] = _jax_layer(spec, dtype, n, not native_default)
+    fns = {"jax": _jax_layer(spec, dtype, n, matmul)}
+    if spec[1] != "bn":
+      fns["jax_other"] = _jax_layer(spec, dtype, n, not matmul)
     if FLAGS.torch:
       fns["torch"] = _torch_layer(spec, config, n)
     times = interleaved(fns, max(FLAGS.steps, 5), FLAGS.warmup)
@@ -289,10 +277,10 @@ def bench_layers(config, n: int) -> list[dict]:
 
 
 def print_layers(rows: list[dict]) -> None:
-  native = not models.patch_convs_default()
+  native = not conv_layers.matmul_convs_default()
   ours, other = ("native", "matmul") if native else ("matmul", "native")
-  print(f"\nforward+backward per layer kind, ms (transposed: JAX {ours};")
-  print(f"the {other} formulation in brackets)")
+  print(f"\nforward+backward per layer kind, ms (JAX convs as {ours};")
+  print(f"as {other} in brackets)")
   print(f"{'layer':28s} {'in':>12s} {'JAX':>14s} {'PyTorch':>8s} {'ratio':>6s}")
   for r in rows:
     shape = f"{r['side']}^2x{r['in']}"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from glcic_jax import interop, models
+from glcic_jax import conv_layers, interop, models
 from tests import torch_reference as ref
 
 
@@ -51,7 +51,7 @@ def test_transposed_conv_equals_conv_transpose_and_pytorch(matmul, size):
   )
   y_ref, g_ref = _value_and_grads(reference, kernel, x)
   y, g = _value_and_grads(
-    models.SubPixelConvTranspose(5, matmul=matmul), kernel, x
+    conv_layers.SubPixelConvTranspose(5, matmul=matmul), kernel, x
   )
   assert y.shape == (2, 2 * size[0], 2 * size[1], 5)
   np.testing.assert_allclose(y, y_ref, atol=1e-5)
@@ -86,18 +86,28 @@ def test_subpixel_patch_kernel_places_every_tap_once():
   """Each of the 16 kernel taps lands in exactly one (window tap, phase)
   block, so the matmul does no spurious work and misses none."""
   kernel = jnp.arange(16.0).reshape(4, 4, 1, 1) + 1
-  k = np.asarray(models.subpixel_patch_kernel(kernel))
+  k = np.asarray(conv_layers.subpixel_patch_kernel(kernel))
   assert k.shape == (4, 4)
   assert sorted(k.ravel().tolist()) == list(range(1, 17))
 
 
-def test_transposed_conv_in_bf16_computes_in_bf16():
+@pytest.mark.parametrize("matmul", [True, False])
+@pytest.mark.parametrize(
+  "make",
+  [
+    lambda m: conv_layers.SubPixelConvTranspose(4, True, jnp.bfloat16, m),
+    lambda m: conv_layers.Conv(4, 3, 1, 1, True, jnp.bfloat16, m),
+    lambda m: conv_layers.Conv(4, 5, 2, 1, True, jnp.bfloat16, m),
+    lambda m: conv_layers.Conv(4, 3, 1, 2, True, jnp.bfloat16, m),
+  ],
+)
+def test_conv_layers_in_bf16_keep_float32_parameters(make, matmul):
   x = jnp.ones((1, 4, 4, 8))
-  for matmul in (True, False):
-    m = models.SubPixelConvTranspose(4, dtype=jnp.bfloat16, matmul=matmul)
-    variables = m.init(jax.random.PRNGKey(0), x)
-    assert variables["params"]["kernel"].dtype == jnp.float32
-    assert m.apply(variables, x).dtype == jnp.bfloat16
+  module = make(matmul)
+  variables = module.init(jax.random.PRNGKey(0), x)
+  for leaf in jax.tree.leaves(variables):
+    assert leaf.dtype == jnp.float32
+  assert module.apply(variables, x).dtype == jnp.bfloat16
 
 
 def test_generator_with_odd_quarter_size_matches_pytorch():
@@ -135,23 +145,85 @@ def test_generator_parameters_unchanged():
   assert n == 6_069_155
 
 
-@pytest.mark.parametrize("shape", [(8, 8, 6), (5, 7, 4), (2, 2, 3)])
-def test_patch_conv_equals_strided_conv(shape):
+# (kernel, stride, dilation, input HxW): the discriminators' 5x5 stride 2
+# down to 2x2 maps, the encoder's 3x3 stride 2 on odd sizes, the 5x5 and
+# 3x3 stride-1 convs (row form), dilations whose padding is small (row form)
+# or at least a quarter of the map (im2col form), and a 1-pixel map.
+CONV_CASES = [
+  (5, 2, 1, (8, 8)),
+  (5, 2, 1, (5, 7)),
+  (5, 2, 1, (2, 2)),
+  (3, 2, 1, (7, 9)),
+  (5, 1, 1, (9, 6)),
+  (3, 1, 1, (6, 10)),
+  (3, 1, 2, (12, 10)),
+  (3, 1, 4, (16, 16)),
+  (3, 1, 16, (16, 16)),
+  (3, 1, 1, (1, 1)),
+]
+
+
+@pytest.mark.parametrize("use_bias", [False, True])
+@pytest.mark.parametrize(("k", "stride", "dilation", "size"), CONV_CASES)
+def test_matmul_conv_equals_xla_conv(k, stride, dilation, size, use_bias):
+  """Forward and both gradients of the matmul formulations equal XLA's
+  convolution with PyTorch's padding, from the same parameters."""
   rng = np.random.default_rng(1)
-  x = rng.standard_normal((2, *shape)).astype(np.float32)
-  kernel = rng.standard_normal((5, 5, shape[-1], 7)).astype(np.float32)
+  x = rng.standard_normal((2, *size, 6)).astype(np.float32)
+  params = {"kernel": rng.standard_normal((k, k, 6, 7)).astype(np.float32)}
+  if use_bias:
+    params["bias"] = rng.standard_normal(7).astype(np.float32)
+  pad = dilation * (k - 1) // 2
   reference = nn.Conv(
-    7, (5, 5), strides=(2, 2), padding=((2, 2), (2, 2)), use_bias=False
+    7,
+    (k, k),
+    strides=stride,
+    padding=((pad, pad), (pad, pad)),
+    kernel_dilation=dilation,
+    use_bias=use_bias,
   )
-  y_ref, g_ref = _value_and_grads(reference, kernel, x)
-  y_new, g_new = _value_and_grads(models.PatchConv(7, 5, 2, 2), kernel, x)
-  np.testing.assert_allclose(y_new, y_ref, atol=1e-5)
-  for a, b in zip(g_new, g_ref):
-    np.testing.assert_allclose(a, b, atol=1e-4)
+
+  def run(module):
+    def loss(p, x):
+      y = module.apply({"params": p}, x)
+      return _weighted_sum(y), y
+
+    return jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, x)
+
+  (_, y_ref), g_ref = run(reference)
+  for matmul in (True, False):
+    conv = conv_layers.Conv(7, k, stride, dilation, use_bias, matmul=matmul)
+    (_, y), g = run(conv)
+    assert y.shape == y_ref.shape
+    np.testing.assert_allclose(y, y_ref, atol=1e-4)
+    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
+      np.testing.assert_allclose(a, b, atol=2e-4)
 
 
-def test_discriminators_use_patch_convs_on_cpu_with_the_same_parameters():
-  assert models.patch_convs_default()  # tests run on the CPU backend
+def test_matmul_conv_picks_row_or_im2col_form():
+  """The row form where padding is small, im2col elsewhere: the row form
+  shows up as one matmul whose output has k*out columns."""
+
+  def dot_shapes(stride, dilation, side):
+    conv = conv_layers.Conv(8, 3, stride, dilation, matmul=True)
+    x = jnp.zeros((1, side, side, 4))
+    variables = conv.init(jax.random.PRNGKey(0), x)
+    hlo = jax.jit(conv.apply).lower(variables, x).as_text()
+    return [line for line in hlo.splitlines() if "dot_general" in line]
+
+  assert "x24xf32" in dot_shapes(1, 1, 16)[0]  # 3 row taps x 8 outputs
+  assert "x8xf32" in dot_shapes(1, 4, 16)[0]  # pad 4 >= 16/4: im2col
+  assert "x8xf32" in dot_shapes(2, 1, 16)[0]
+
+
+def test_conv_rejects_even_kernels():
+  conv = conv_layers.Conv(4, 4)
+  with pytest.raises(ValueError, match="odd kernel"):
+    conv.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)))
+
+
+def test_discriminators_keep_their_parameters():
+  assert conv_layers.matmul_convs_default()  # tests run on the CPU backend
   d = models.GLDiscs()
   shapes = jax.eval_shape(
     lambda: d.init(

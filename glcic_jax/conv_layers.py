@@ -1,0 +1,237 @@
+"""Convolution layers holding mmagic's parameters, computed the way the
+backend runs fastest.
+
+The parameters are always those of `nn.Conv` ([k, k, in, out] `kernel`,
+optional `bias`) and of `nn.ConvTranspose(transpose_kernel=True)`
+([4, 4, out, in]), so checkpoints and `interop` never depend on the
+formulation. On GPUs and TPUs the layers are XLA's native convolutions (what
+cuDNN and PyTorch run). On the CPU backend they are matmuls over patches:
+XLA's CPU convolutions reach 25-35% of its own matmul speed on this model's
+shapes, and its input-dilated (transposed) convolution is 20-80x slower
+still (measured per layer in docs/performance.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+# mmcv's kaiming_init(mode='fan_out', nonlinearity='relu', distribution=
+# 'normal'): std = sqrt(2 / fan_out), untruncated, with fan_out = k*k*dim0 of
+# the PyTorch weight. For a Conv ([out, in, k, k] in PyTorch, HWIO here) that
+# is k*k*out, Flax's last axis. For a ConvTranspose PyTorch's dim 0 is the
+# *input* channel count; the Flax kernel of `ConvTranspose(transpose_kernel=
+# True)` is [k, k, out, in], so its last axis is again PyTorch's dim 0.
+conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def matmul_convs_default() -> bool:
+  """Convs as matmuls on the CPU backend only (GPUs and TPUs have good
+  convolutions and no memory to spare for patches)."""
+  return jax.default_backend() == "cpu"
+
+
+def _native_conv(x, kernel, stride: int, dilation: int, pad: int):
+  return jax.lax.conv_general_dilated(
+    x,
+    kernel,
+    window_strides=(stride, stride),
+    padding=((pad, pad), (pad, pad)),
+    rhs_dilation=(dilation, dilation),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+  )
+
+
+def _im2col_conv(x, kernel, stride: int, dilation: int, pad: int):
+  """patches @ kernel with all k*k taps in the contraction."""
+  k, _, n_in, n_out = kernel.shape
+  b = x.shape[0]
+  x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  span = dilation * (k - 1) + 1
+  ho = (x.shape[1] - span) // stride + 1
+  wo = (x.shape[2] - span) // stride + 1
+  taps = [
+    x[
+      :,
+      dilation * dy : dilation * dy + stride * (ho - 1) + 1 : stride,
+      dilation * dx : dilation * dx + stride * (wo - 1) + 1 : stride,
+    ]
+    for dy in range(k)
+    for dx in range(k)
+  ]
+  # A 2-D matmul: XLA's CPU backend turns a batched-spatial dot_general's
+  # gradient into transposing copies that cost as much as the matmul.
+  patches = jnp.concatenate(taps, axis=-1).reshape(-1, k * k * n_in)
+  y = patches @ kernel.reshape(k * k * n_in, n_out)
+  return y.reshape(b, ho, wo, n_out)
+
+
+def _row_conv(x, kernel, dilation: int, pad: int):
+  """A stride-1 conv as one matmul over horizontal patches.
+
+  Only the k column taps go into the contraction; the matmul returns every
+  kernel row's contribution at every padded input row ([.., k, out]), and
+  the output sums k row-shifted slices of it. Patches are k (not k*k) times
+  the input, and both gradients stay dense matmuls plus shifted adds.
+  Costs (H + 2*pad) / H of the useful multiply-adds.
+  """
+  k, _, n_in, n_out = kernel.shape
+  b, h, w, _ = x.shape
+  x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  rows = jnp.concatenate(
+    [x[:, :, dilation * j : dilation * j + w] for j in range(k)], axis=-1
+  )  # [B, H + 2 pad, W, (col tap, in)]
+  kmat = kernel.transpose(1, 2, 0, 3).reshape(k * n_in, k * n_out)
+  z = (rows.reshape(-1, k * n_in) @ kmat).reshape(b, h + 2 * pad, w, k, n_out)
+  return sum(z[:, dilation * i : dilation * i + h, :, i] for i in range(k))
+
+
+class Conv(nn.Module):
+  """`nn.Conv` with PyTorch's symmetric padding `dilation * (k - 1) // 2`
+  (XLA's 'SAME' pads stride-2 convs asymmetrically) and a formulation
+  chosen per backend: `matmul=None` means matmuls on the CPU backend only.
+
+  As matmuls, stride-1 convs use `_row_conv` unless the padding is at least
+  a quarter of the map (the wide dilations on small maps, where most row
+  products would land in the padding); strided ones use `_im2col_conv`.
+  """
+
+  features: int
+  kernel_size: int
+  stride: int = 1
+  dilation: int = 1
+  use_bias: bool = False
+  dtype: Dtype = jnp.float32
+  matmul: bool | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, s, d = self.kernel_size, self.stride, self.dilation
+    if k % 2 != 1:
+      raise ValueError(f"Conv needs an odd kernel size, got {k}")
+    kernel = self.param(
+      "kernel",
+      conv_kernel_init,
+      (k, k, x.shape[-1], self.features),
+      jnp.float32,
+    )
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    pad = d * (k - 1) // 2
+    matmul = matmul_convs_default() if self.matmul is None else self.matmul
+    if not matmul:
+      y = _native_conv(x, kernel, s, d, pad)
+    elif s == 1 and 4 * pad < min(x.shape[1:3]):
+      y = _row_conv(x, kernel, d, pad)
+    else:
+      y = _im2col_conv(x, kernel, s, d, pad)
+    if self.use_bias:
+      bias = self.param(
+        "bias", nn.initializers.zeros, (self.features,), jnp.float32
+      )
+      y = y + bias.astype(self.dtype)
+    return y
+
+
+# Sub-pixel taps of ConvTranspose2d(k=4, s=2, p=1): output row 2m+a reads
+# input rows m-1+a and m+a through kernel rows _PHASE_ROWS[a]:
+#   a=0: y[2m] = x[m-1] W[3] + x[m] W[1];  a=1: y[2m+1] = x[m] W[2] + x[m+1] W[0]
+# With the input padded by 1 (xp[i] = x[i-1]), phase a at output m reads the
+# 2x2 window of xp starting at row m+a; window row t uses kernel row
+# _PHASE_ROWS[a][t]. Columns likewise.
+_PHASE_ROWS = ((3, 1), (2, 0))
+
+
+def subpixel_patch_kernel(kernel: jax.Array) -> jax.Array:
+  """[4, 4, out, in] transposed-conv kernel -> [(ty, tx, in), (a, b, out)].
+
+  Row (ty, tx, i) multiplies input channel i at window offset (ty, tx) of
+  the padded input; column (a, b, o) is output channel o of phase (a, b).
+  Static slices only (no gather/scatter in the kernel's gradient).
+  """
+  _, _, n_out, n_in = kernel.shape
+  taps = [
+    jnp.stack(
+      [
+        kernel[_PHASE_ROWS[a][ty], _PHASE_ROWS[b][tx]]
+        for a in (0, 1)
+        for b in (0, 1)
+      ]
+    )  # [phase, out, in]
+    for ty in (0, 1)
+    for tx in (0, 1)
+  ]
+  k = jnp.stack(taps)  # [tap, phase, out, in]
+  return k.transpose(0, 3, 1, 2).reshape(4 * n_in, 4 * n_out)
+
+
+def _subpixel_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """ConvTranspose2d(k=4, s=2, p=1) as one matmul over 2x2 patches.
+
+  z = patches(pad(x)) @ K gives, at each of the (H+1) x (W+1) windows, the
+  four phases' outputs; phase (a, b) at output (m, n) is window (m+a, n+b).
+  That is (H+1)(W+1)/(HW) times the useful multiply-adds: 13% extra at
+  16x16, 3% at 64x64 (a sub-pixel 3x3 conv would do 2.25x).
+  """
+  b, h, w, n_in = x.shape
+  n_out = kernel.shape[2]
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  patches = jnp.concatenate(
+    [xp[:, ty : ty + h + 1, tx : tx + w + 1] for ty in (0, 1) for tx in (0, 1)],
+    axis=-1,
+  )
+  z = patches.reshape(-1, 4 * n_in) @ subpixel_patch_kernel(kernel)
+  z = z.reshape(b, h + 1, w + 1, 2, 2, n_out)
+  rows = [
+    jnp.stack([z[:, a : a + h, c : c + w, a, c] for c in (0, 1)], axis=3)
+    for a in (0, 1)
+  ]  # each [B, H, W, 2 (column phase), out]
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, n_out)
+
+
+def _native_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """What `nn.ConvTranspose(transpose_kernel=True)` computes (cuDNN's and
+  PyTorch's algorithm on GPUs: an input-dilated convolution)."""
+  return jax.lax.conv_transpose(
+    x,
+    kernel,
+    strides=(2, 2),
+    padding=((2, 2), (2, 2)),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    transpose_kernel=True,
+  )
+
+
+class SubPixelConvTranspose(nn.Module):
+  """PyTorch's ConvTranspose2d(k=4, s=2, p=1) from the [4, 4, out, in]
+  kernel that `nn.ConvTranspose(transpose_kernel=True)` holds.
+
+  As a matmul (`matmul=None`: on the CPU backend) every output phase of
+  this layer reads a 2x2 input window, so one matmul over 2x2 patches
+  computes all four phases.
+  """
+
+  features: int
+  use_bias: bool = False
+  dtype: Dtype = jnp.float32
+  matmul: bool | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    n_in = x.shape[-1]
+    kernel = self.param(
+      "kernel", conv_kernel_init, (4, 4, self.features, n_in), jnp.float32
+    )
+    matmul = matmul_convs_default() if self.matmul is None else self.matmul
+    fn = _subpixel_matmul if matmul else _native_conv_transpose
+    y = fn(x.astype(self.dtype), kernel.astype(self.dtype))
+    if self.use_bias:
+      bias = self.param(
+        "bias", nn.initializers.zeros, (self.features,), jnp.float32
+      )
+      y = y + bias.astype(self.dtype)
+    return y
