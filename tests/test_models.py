@@ -171,6 +171,7 @@ def test_matmul_conv_equals_xla_conv(k, stride, dilation, size, use_bias):
   rng = np.random.default_rng(1)
   x = rng.standard_normal((2, *size, 6)).astype(np.float32)
   params = {"kernel": rng.standard_normal((k, k, 6, 7)).astype(np.float32)}
+  assert x.shape[-1] > 4  # 4 or fewer channels stay native
   if use_bias:
     params["bias"] = rng.standard_normal(7).astype(np.float32)
   pad = dilation * (k - 1) // 2
@@ -204,9 +205,9 @@ def test_matmul_conv_picks_row_or_im2col_form():
   """The row form where padding is small, im2col elsewhere: the row form
   shows up as one matmul whose output has k*out columns."""
 
-  def dot_shapes(stride, dilation, side):
+  def dot_shapes(stride, dilation, side, n_in=5):
     conv = conv_layers.Conv(8, 3, stride, dilation, matmul=True)
-    x = jnp.zeros((1, side, side, 4))
+    x = jnp.zeros((1, side, side, n_in))
     variables = conv.init(jax.random.PRNGKey(0), x)
     hlo = jax.jit(conv.apply).lower(variables, x).as_text()
     return [line for line in hlo.splitlines() if "dot_general" in line]
@@ -214,6 +215,7 @@ def test_matmul_conv_picks_row_or_im2col_form():
   assert "x24xf32" in dot_shapes(1, 1, 16)[0]  # 3 row taps x 8 outputs
   assert "x8xf32" in dot_shapes(1, 4, 16)[0]  # pad 4 >= 16/4: im2col
   assert "x8xf32" in dot_shapes(2, 1, 16)[0]
+  assert not dot_shapes(1, 1, 16, n_in=3)  # images: native conv
 
 
 def test_conv_rejects_even_kernels():
