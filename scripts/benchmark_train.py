@@ -52,6 +52,20 @@ FLAGS = flags.FLAGS
 PHASES = {"g": ts.PHASE_G, "d": ts.PHASE_D, "joint": ts.PHASE_JOINT}
 
 
+def host_cpu() -> str:
+  """The host CPU's model and core count: on the CPU backend XLA reports
+  only "cpu", and ratios against PyTorch differ between CPU makers
+  (docs/performance.md)."""
+  model = "unknown CPU"
+  with contextlib.suppress(OSError):
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          model = line.split(":", 1)[1].strip()
+          break
+  return f"{model}, {os.cpu_count()} cores"
+
+
 def random_batch(config, n: int, seed: int = 0) -> dict[str, np.ndarray]:
   """A batch of the config's shapes: a centred square hole whose local box
   fits, so JAX and PyTorch crop the same patches."""
@@ -313,6 +327,7 @@ def main(argv):
   result = {
     "device_kind": jax.devices()[0].device_kind,
     "backend": jax.default_backend(),
+    "host_cpu": host_cpu(),
     "devices": jax.local_device_count(),
     "phase": phase,
     "image_size": config.image_size,
@@ -354,7 +369,8 @@ def main(argv):
   print(
     f"{config.name} phase={phase} {config.image_size}px "
     f"batch {n} ({config.per_device_batch_size}/device) "
-    f"{config.compute_dtype} on {result['device_kind']}"
+    f"{config.compute_dtype} on {result['device_kind']} "
+    f"(host: {result['host_cpu']})"
   )
   print(
     f"{'':10s} {'step s (median)':>16s} {'min':>8s} {'max':>8s} {'img/s':>9s}"
