@@ -23,7 +23,7 @@ from clu import metric_writers
 from jax.sharding import Mesh
 from ml_collections import config_flags
 
-from glcic_jax import checkpointing, evaluate, models, sharding
+from glcic_jax import checkpointing, cli, evaluate, models, sharding
 
 FLAGS = flags.FLAGS
 
@@ -131,7 +131,7 @@ def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> None:
 
 def run() -> None:
   define_flags()
-  app.run(main)
+  cli.run_app(main, __name__)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from glcic_jax import checkpointing, interop
+from glcic_jax import checkpointing, cli, interop
 
 FLAGS = flags.FLAGS
 
@@ -94,7 +94,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
   _define_flags()
-  app.run(main)
+  cli.run_app(main, __name__)
 
 
 if __name__ == "__main__":

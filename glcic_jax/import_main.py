@@ -18,7 +18,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from glcic_jax import checkpointing, config_base, interop, train_state
+from glcic_jax import checkpointing, cli, config_base, interop, train_state
 
 FLAGS = flags.FLAGS
 
@@ -121,7 +121,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
   _define_flags()
-  app.run(main)
+  cli.run_app(main, __name__)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from glcic_jax import inference, inpainting, interop
+from glcic_jax import cli, inference, inpainting, interop
 
 FLAGS = flags.FLAGS
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -190,7 +190,7 @@ def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> None:
 
 def run() -> None:
   define_flags()
-  app.run(main)
+  cli.run_app(main, __name__)
 
 
 if __name__ == "__main__":

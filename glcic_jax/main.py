@@ -17,6 +17,8 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from glcic_jax import cli
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
   "config", None, "Training config file (configs/*.py).", lock_config=True
@@ -65,7 +67,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
   """Console-script entry point."""
-  app.run(main)
+  cli.run_app(main, __name__)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 from PIL import Image, ImageDraw
 
-from glcic_jax import input_pipeline
+from glcic_jax import cli, input_pipeline
 
 CELL_PADDING = 2  # pixels of white between and around the cells
 HOLE_COLOUR = (255, 0, 0)
@@ -138,7 +138,7 @@ def main(argv: list[str]) -> None:
 def run() -> None:
   """Console-script entry point."""
   define_flags()
-  app.run(main)
+  cli.run_app(main, __name__)
 
 
 if __name__ == "__main__":
