@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import ml_collections
 
+# Activation and conv precisions (params, Adam and BatchNorm statistics stay
+# float32): see train_steps.compute_dtype.
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
 
 def get_model_config() -> ml_collections.ConfigDict:
   """Network shapes. Defaults are the paper's / mmagic's base_gl.py."""
@@ -100,3 +104,37 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.eval_every = 50_000
   config.eval_num_batches = -1  # -1 = the whole eval source
   return config
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Fails early, naming the field, on settings that cannot work."""
+  problems = []
+  if config.image_size % 4:
+    problems.append(f"image_size={config.image_size} must be divisible by 4")
+  if not 0 < config.local_size <= config.image_size:
+    problems.append(
+      f"local_size={config.local_size} must be in (0, image_size]"
+    )
+  for name in ("per_device_batch_size", "total_steps", "checkpoint_every"):
+    if getattr(config, name) <= 0:
+      problems.append(f"{name}={getattr(config, name)} must be > 0")
+  if config.compute_dtype not in COMPUTE_DTYPES:
+    problems.append(
+      f"compute_dtype={config.compute_dtype!r} must be one of "
+      f"{list(COMPUTE_DTYPES)}"
+    )
+  if config.schedule.disc_step < 1:
+    problems.append(f"schedule.disc_step={config.schedule.disc_step} < 1")
+  m = config.model
+  for name, convs in (
+    ("global_num_convs", m.global_num_convs),
+    ("local_num_convs", m.local_num_convs),
+  ):
+    size = config.image_size if name.startswith("global") else config.local_size
+    if convs < 1 or size % 2**convs:
+      problems.append(
+        f"model.{name}={convs}: the input side {size} must be divisible by"
+        f" 2**{convs}"
+      )
+  if problems:
+    raise ValueError("invalid config:\n  " + "\n  ".join(problems))

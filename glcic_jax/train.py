@@ -27,6 +27,7 @@ from clu import metrics as clu_metrics
 
 from glcic_jax import (
   checkpointing,
+  config_base,
   evaluate,
   input_pipeline,
   models,
@@ -35,66 +36,9 @@ from glcic_jax import (
 )
 from glcic_jax import train_steps as ts
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
 
 class NonFiniteLossError(FloatingPointError):
   """A loss became NaN or inf; the last good checkpoint is kept."""
-
-
-def check_config(config: ml_collections.ConfigDict) -> None:
-  """Fails early, naming the field, on settings that cannot work."""
-  problems = []
-  if config.image_size % 4:
-    problems.append(f"image_size={config.image_size} must be divisible by 4")
-  if not 0 < config.local_size <= config.image_size:
-    problems.append(
-      f"local_size={config.local_size} must be in (0, image_size]"
-    )
-  for name in ("per_device_batch_size", "total_steps", "checkpoint_every"):
-    if getattr(config, name) <= 0:
-      problems.append(f"{name}={getattr(config, name)} must be > 0")
-  if config.compute_dtype not in _DTYPES:
-    problems.append(
-      f"compute_dtype={config.compute_dtype!r} must be one of {list(_DTYPES)}"
-    )
-  if config.schedule.disc_step < 1:
-    problems.append(f"schedule.disc_step={config.schedule.disc_step} < 1")
-  m = config.model
-  for name, convs in (
-    ("global_num_convs", m.global_num_convs),
-    ("local_num_convs", m.local_num_convs),
-  ):
-    size = config.image_size if name.startswith("global") else config.local_size
-    if convs < 1 or size % 2**convs:
-      problems.append(
-        f"model.{name}={convs}: the input side {size} must be divisible by"
-        f" 2**{convs}"
-      )
-  if problems:
-    raise ValueError("invalid config:\n  " + "\n  ".join(problems))
-
-
-def make_steps(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The three phase steps with networks and loss weights bound."""
-  generator, discs = models.build_models(
-    config.model, _DTYPES[config.compute_dtype]
-  )
-  common = dict(generator=generator)
-  d_kw = dict(discs=discs, local_size=config.local_size)
-  return {
-    ts.PHASE_G: functools.partial(
-      ts.generator_step, **common, l1_hole_weight=config.loss.l1_hole_weight
-    ),
-    ts.PHASE_D: functools.partial(ts.discriminator_step, **common, **d_kw),
-    ts.PHASE_JOINT: functools.partial(
-      ts.joint_step,
-      **common,
-      **d_kw,
-      l1_hole_weight=config.loss.l1_hole_weight,
-      gan_weight=config.loss.gan_weight,
-    ),
-  }
 
 
 def _init_on_mesh(config, mesh, abstract) -> train_state.GANState:
@@ -189,7 +133,7 @@ def train_and_evaluate(
   Returns the final state. Raises `NonFiniteLossError` when a loss turns
   NaN/inf; checkpoints written before that step are kept.
   """
-  check_config(config)
+  config_base.check_config(config)
   mesh = sharding.create_mesh()
   global_batch = config.per_device_batch_size * mesh.devices.size
   sharding.check_batch_size(global_batch, mesh)
@@ -218,11 +162,9 @@ def train_and_evaluate(
   batches = iter(pipeline)
   steps = {
     phase: sharding.jit_step(fn, mesh, state)
-    for phase, fn in make_steps(config).items()
+    for phase, fn in ts.make_steps(config).items()
   }
-  generator, _ = models.build_models(
-    config.model, _DTYPES[config.compute_dtype]
-  )
+  generator, _ = models.build_models(config.model, ts.compute_dtype(config))
   preview = jax.jit(
     functools.partial(_preview, generator),
     out_shardings=sharding.replicated(mesh),

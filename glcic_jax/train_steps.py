@@ -20,10 +20,12 @@ hole), `local_bbox` [B,4] int32 (top, left, h, w of the local patch).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from glcic_jax import models
@@ -248,3 +250,28 @@ def joint_step(
     loss_l1_hole=l1, loss_g_fake=gan, g_grad_norm=optax.tree.norm(grads)
   )
   return state, metrics
+
+
+def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
+  """The activations' and convolutions' dtype (`config.compute_dtype`)."""
+  return jnp.dtype(config.compute_dtype)
+
+
+def make_steps(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The three phase steps with networks and loss weights bound."""
+  generator, discs = models.build_models(config.model, compute_dtype(config))
+  common = dict(generator=generator)
+  d_kw = dict(discs=discs, local_size=config.local_size)
+  return {
+    PHASE_G: functools.partial(
+      generator_step, **common, l1_hole_weight=config.loss.l1_hole_weight
+    ),
+    PHASE_D: functools.partial(discriminator_step, **common, **d_kw),
+    PHASE_JOINT: functools.partial(
+      joint_step,
+      **common,
+      **d_kw,
+      l1_hole_weight=config.loss.l1_hole_weight,
+      gan_weight=config.loss.gan_weight,
+    ),
+  }

@@ -3,7 +3,7 @@
   python scripts/benchmark_train.py --config=configs/gl_places.py \\
       --phase=joint --steps=20 [--json=out.json] [--layers] [--config.x=y ...]
 
-JAX: the jitted step of `train.make_steps` on a mesh over all local devices
+JAX: the jitted step of `train_steps.make_steps` on a mesh over all local devices
 (per-device batch x local devices), compiled once (compile time reported),
 warmed up, then timed step by step with `block_until_ready`; FLOPs per step
 from XLA's cost analysis of the compiled step; the device's dense matmul
@@ -38,7 +38,7 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from glcic_jax import conv_layers, models, sharding, train, train_state  # noqa: E402
+from glcic_jax import config_base, conv_layers, models, sharding, train_state  # noqa: E402
 from glcic_jax import train_steps as ts  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Config.", lock_config=True)
@@ -48,6 +48,9 @@ flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
 flags.DEFINE_string("json", None, "Write the results here.")
 flags.DEFINE_bool("torch", True, "Also time PyTorch in the same run.")
 flags.DEFINE_bool("layers", False, "Also time each layer kind (fwd+bwd).")
+flags.DEFINE_integer(
+  "peak_size", 4096, "Side of the square matmul that measures the peak."
+)
 FLAGS = flags.FLAGS
 PHASES = {"g": ts.PHASE_G, "d": ts.PHASE_D, "joint": ts.PHASE_JOINT}
 
@@ -118,13 +121,16 @@ def jax_step(config, phase: str) -> tuple[Callable[[], None], dict]:
     jax.device_get(train_state.init_state(config, jax.random.PRNGKey(0))), mesh
   )
   batch = sharding.global_batch(random_batch(config, n), mesh)
-  step = sharding.jit_step(train.make_steps(config)[phase], mesh, state)
+  step = sharding.jit_step(ts.make_steps(config)[phase], mesh, state)
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
   flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+  # The compiled program is one device's partition: its count covers that
+  # device's share of the global batch.
+  flops *= mesh.devices.size
   holder = {"state": state}
 
   def run():
@@ -148,6 +154,15 @@ def torch_device() -> str:
   import torch
 
   return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_peak_memory() -> int | None:
+  """Peak bytes PyTorch's CUDA allocator held (None on the CPU)."""
+  import torch
+
+  return (
+    torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
+  )
 
 
 def torch_step(config, phase: str, n: int) -> Callable[[], None]:
@@ -310,10 +325,10 @@ def print_layers(rows: list[dict]) -> None:
 def main(argv):
   del argv
   config = FLAGS.config
-  train.check_config(config)
+  config_base.check_config(config)
   phase = PHASES[FLAGS.phase]
-  peak32 = matmul_peak(jnp.float32)
-  peak16 = matmul_peak(jnp.bfloat16)
+  peak32 = matmul_peak(jnp.float32, FLAGS.peak_size)
+  peak16 = matmul_peak(jnp.bfloat16, FLAGS.peak_size)
   jax_run, info = jax_step(config, phase)
   n = info["batch"]
   fns = {"jax": jax_run}
@@ -341,7 +356,8 @@ def main(argv):
     "images_per_second": n / med,
     "flops_per_step": info["flops"],
     "flops_per_image": info["flops"] / n,
-    "fraction_of_peak": info["flops"] / med / peak,
+    # Per device: each device's share of the step against one device's peak.
+    "fraction_of_peak": info["flops"] / jax.local_device_count() / med / peak,
     "matmul_peak_flops_f32": peak32,
     "matmul_peak_flops_bf16": peak16,
     "compile_seconds": info["compile_seconds"],
@@ -357,6 +373,7 @@ def main(argv):
       torch_step_seconds_max=max(tt),
       torch_images_per_second=n / tmed,
       jax_speedup_over_torch=tmed / med,
+      torch_peak_memory_bytes=torch_peak_memory(),
     )
   if FLAGS.layers:
     result["layers"] = bench_layers(config, n)
@@ -365,6 +382,7 @@ def main(argv):
     with open(FLAGS.json, "w") as f:
       json.dump(result, f, indent=2)
   mem = result["peak_memory_bytes"]
+  tmem = result.get("torch_peak_memory_bytes")
   print()
   print(
     f"{config.name} phase={phase} {config.image_size}px "
@@ -385,6 +403,8 @@ def main(argv):
       f"{max(tt):8.4f} {result['torch_images_per_second']:9.2f}"
     )
     print(f"JAX speed / PyTorch speed: {result['jax_speedup_over_torch']:.2f}x")
+    if tmem:
+      print(f"PyTorch peak memory {tmem / 2**30:.2f} GiB")
   print(
     f"GFLOP/image {result['flops_per_image'] / 1e9:.2f}; "
     f"{100 * result['fraction_of_peak']:.1f}% of the measured matmul peak "

@@ -31,7 +31,7 @@ def test_bf16_step_close_to_float32(phase):
   state = train_state.init_state(_config("float32"), jax.random.PRNGKey(2))
   out = {}
   for dtype in ("float32", "bfloat16"):
-    step = jax.jit(train.make_steps(_config(dtype))[phase])
+    step = jax.jit(ts.make_steps(_config(dtype))[phase])
     new, metrics = step(state, batch)
     out[dtype] = (jax.device_get(new), jax.device_get(metrics))
   new16, m16 = out["bfloat16"]
@@ -50,7 +50,7 @@ def test_bf16_step_close_to_float32(phase):
 def test_bf16_convolutions_really_run_in_bf16():
   config = _config("bfloat16")
   state = train_state.init_state(config, jax.random.PRNGKey(0))
-  step = train.make_steps(config)[ts.PHASE_G]
+  step = ts.make_steps(config)[ts.PHASE_G]
   hlo = jax.jit(step).lower(state, random_batch(config, 2)).as_text()
   # On the CPU backend the convs are matmuls (conv_layers); either way
   # every conv and matmul of the step must be bf16.

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from glcic_jax import checkpointing, train
+from glcic_jax import checkpointing, config_base, train
 from tests.test_train_steps import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,11 +120,13 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_config_errors_name_the_field():
   with pytest.raises(ValueError, match="image_size=30"):
-    train.check_config(tiny(image_size=30))
+    config_base.check_config(tiny(image_size=30))
   with pytest.raises(ValueError, match="model.global_num_convs=4"):
-    train.check_config(tiny(**{"model.global_num_convs": 4, "image_size": 24}))
+    config_base.check_config(
+      tiny(**{"model.global_num_convs": 4, "image_size": 24})
+    )
   with pytest.raises(ValueError, match="compute_dtype"):
-    train.check_config(tiny(compute_dtype="float16"))
+    config_base.check_config(tiny(compute_dtype="float16"))
 
 
 def _train_cmd(workdir, *extra):

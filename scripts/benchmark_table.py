@@ -1,0 +1,49 @@
+"""A markdown table of `benchmark_train.py --json` results, one row each.
+
+  python scripts/benchmark_table.py results/*.json
+
+For docs/performance.md: the step of each phase and precision, JAX and
+PyTorch images/s from the same run, their ratio, the fraction of the
+matmul peak measured in that run, and peak device memory.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def _gib(n: int | None) -> str:
+  return f"{n / 2**30:.1f}" if n else "n/a"
+
+
+def row(r: dict) -> str:
+  torch_ips = r.get("torch_images_per_second")
+  cells = [
+    f"{r['device_kind']} x{r['devices']}",
+    r["phase"],
+    r["compute_dtype"],
+    f"{r['image_size']}px, {r['per_device_batch_size']}/device",
+    f"{r['images_per_second']:.1f}",
+    f"{torch_ips:.1f}" if torch_ips else "n/a",
+    f"{r['jax_speedup_over_torch']:.2f}x" if torch_ips else "n/a",
+    f"{r['flops_per_image'] / 1e9:.3g}",
+    f"{100 * r['fraction_of_peak']:.0f}%",
+    f"{_gib(r['peak_memory_bytes'])} / {_gib(r.get('torch_peak_memory_bytes'))}",
+  ]
+  return "| " + " | ".join(cells) + " |"
+
+
+def main(paths: list[str]) -> None:
+  print(
+    "| device | phase | precision | size, batch | JAX img/s | PyTorch img/s"
+    " | JAX/PyTorch | GFLOP/img | % of matmul peak | peak GiB JAX / PyTorch |"
+  )
+  print("|---|---|---|---|---|---|---|---|---|---|")
+  for path in paths:
+    with open(path) as f:
+      print(row(json.load(f)))
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
