@@ -2,8 +2,10 @@
 
   python scripts/benchmark_matmul.py
 
-Why: on the CPU backend `glcic_jax.conv_layers` computes every conv as a
-matmul, so XLA's matrix multiply bounds the JAX step there. This prints
+Why: on the CPU backend `glcic_jax.conv_layers` computes most convs as
+matmuls, so XLA's matrix multiply is what they can reach at best (whether
+it or PyTorch's matmul is faster depends on the CPU: docs/performance.md).
+This prints
 GFLOP/s of `a @ b` in JAX and in PyTorch (same shapes, float32, same
 process, interleaved rounds, medians) and the ratio JAX/PyTorch.
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 import os
 import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark_train import host_cpu  # noqa: E402
+from benchmark_train import host_cpu, interleaved  # noqa: E402
 
 # (M, K, N): a square reference, then im2col/row-patch shapes of the demo
 # (16-32 channels) and of the paper model at 64-256px.
@@ -34,19 +35,6 @@ SHAPES = [
   (16384, 384, 384),
   (65536, 192, 96),
 ]
-
-
-def median_seconds(fns, rounds: int = 10, warmup: int = 3):
-  for _ in range(warmup):
-    for fn in fns:
-      fn()
-  times = [[] for _ in fns]
-  for _ in range(rounds):
-    for i, fn in enumerate(fns):
-      t0 = time.perf_counter()
-      fn()
-      times[i].append(time.perf_counter() - t0)
-  return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -64,12 +52,15 @@ def main() -> None:
     b = rng.standard_normal((k, n), np.float32)
     ja, jb = jnp.asarray(a), jnp.asarray(b)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    tj, tt = median_seconds(
-      [
-        lambda ja=ja, jb=jb: matmul(ja, jb).block_until_ready(),
-        lambda ta=ta, tb=tb: ta @ tb,
-      ]
+    times = interleaved(
+      {
+        "jax": lambda ja=ja, jb=jb: matmul(ja, jb).block_until_ready(),
+        "torch": lambda ta=ta, tb=tb: ta @ tb,
+      },
+      steps=10,
+      warmup=3,
     )
+    tj, tt = (statistics.median(times[k]) for k in ("jax", "torch"))
     flops = 2 * m * k * n
     print(
       f"{f'{m} x {k} x {n}':>22s} {flops / tj / 1e9:9.1f} "

@@ -12,7 +12,8 @@
 # wheel in .whl/ first (docs/performance.md, GPU): it is installed from there.
 # Writes log.txt, one JSON per run and table.md (7 files). GLCIC_BENCH_EXTRA
 # appends flags to every run (a CPU smoke test: "--steps=1 --warmup=0
-# --config.image_size=64 --config.local_size=32 --config.per_device_batch_size=1").
+# --config.image_size=64 --config.local_size=32 --config.per_device_batch_size=2";
+# batch 1 fails there: PyTorch BatchNorm refuses one value per channel).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-gpu_results}}
