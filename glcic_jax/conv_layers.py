@@ -6,9 +6,11 @@ optional `bias`) and of `nn.ConvTranspose(transpose_kernel=True)`
 ([4, 4, out, in]), so checkpoints and `interop` never depend on the
 formulation. On GPUs and TPUs the layers are XLA's native convolutions (what
 cuDNN and PyTorch run). On the CPU backend they are matmuls over patches:
-XLA's CPU convolutions reach 25-35% of its own matmul speed on this model's
-shapes, and its input-dilated (transposed) convolution is 20-80x slower
-still (measured per layer in docs/performance.md).
+there XLA's input-dilated (transposed) convolution is 20-80x slower than a
+matmul, its 5x5 stride-2 convs on small maps up to 20x, and on one of the
+two CPUs measured its 3x3 convolutions reached 25-35% of its own matmul
+speed (per layer in docs/performance.md; on the other, native 3x3 convs
+and the matmul forms gave the same step time).
 """
 
 from __future__ import annotations
