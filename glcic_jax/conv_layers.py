@@ -49,6 +49,19 @@ def _native_conv(x, kernel, stride: int, dilation: int, pad: int):
   )
 
 
+def _channel_concat(taps: list[jax.Array]) -> jax.Array:
+  """`jnp.concatenate(taps, axis=-1)`, built as stack-and-reshape.
+
+  XLA's CPU backend leaves a concatenate along the minor dimension unfused:
+  each tap is first copied out as a slice, then the concatenate itself
+  runs 8x slower than a copy of the same bytes. Stacked on a new
+  second-to-last axis the same bytes come from one loop fusion (25.6 MB of
+  row patches: 4.4 ms as a concatenate, 0.5 ms as a stack).
+  """
+  stacked = jnp.stack(taps, axis=-2)
+  return stacked.reshape(*stacked.shape[:-2], -1)
+
+
 def _im2col_conv(x, kernel, stride: int, dilation: int, pad: int):
   """patches @ kernel with all k*k taps in the contraction."""
   k, _, n_in, n_out = kernel.shape
@@ -68,7 +81,7 @@ def _im2col_conv(x, kernel, stride: int, dilation: int, pad: int):
   ]
   # A 2-D matmul: XLA's CPU backend turns a batched-spatial dot_general's
   # gradient into transposing copies that cost as much as the matmul.
-  patches = jnp.concatenate(taps, axis=-1).reshape(-1, k * k * n_in)
+  patches = _channel_concat(taps).reshape(-1, k * k * n_in)
   y = patches @ kernel.reshape(k * k * n_in, n_out)
   return y.reshape(b, ho, wo, n_out)
 
@@ -85,8 +98,8 @@ def _row_conv(x, kernel, dilation: int, pad: int):
   k, _, n_in, n_out = kernel.shape
   b, h, w, _ = x.shape
   x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-  rows = jnp.concatenate(
-    [x[:, :, dilation * j : dilation * j + w] for j in range(k)], axis=-1
+  rows = _channel_concat(
+    [x[:, :, dilation * j : dilation * j + w] for j in range(k)]
   )  # [B, H + 2 pad, W, (col tap, in)]
   kmat = kernel.transpose(1, 2, 0, 3).reshape(k * n_in, k * n_out)
   z = (rows.reshape(-1, k * n_in) @ kmat).reshape(b, h + 2 * pad, w, k, n_out)
@@ -184,9 +197,8 @@ def _subpixel_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
   b, h, w, n_in = x.shape
   n_out = kernel.shape[2]
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  patches = jnp.concatenate(
-    [xp[:, ty : ty + h + 1, tx : tx + w + 1] for ty in (0, 1) for tx in (0, 1)],
-    axis=-1,
+  patches = _channel_concat(
+    [xp[:, ty : ty + h + 1, tx : tx + w + 1] for ty in (0, 1) for tx in (0, 1)]
   )
   z = patches.reshape(-1, 4 * n_in) @ subpixel_patch_kernel(kernel)
   z = z.reshape(b, h + 1, w + 1, 2, 2, n_out)

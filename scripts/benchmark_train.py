@@ -115,6 +115,15 @@ def matmul_peak(dtype, n: int = 4096) -> float:
 
 def jax_step(config, phase: str) -> tuple[Callable[[], None], dict]:
   """The compiled phase step as a no-argument callable, and its facts."""
+  run, info = jax_step_with_executable(config, phase)
+  return run, {k: v for k, v in info.items() if k != "compiled"}
+
+
+def jax_step_with_executable(
+  config, phase: str
+) -> tuple[Callable[[], None], dict]:
+  """`jax_step`, whose facts also hold the compiled executable
+  (`scripts/profile_step.py` reads its HLO)."""
   mesh = sharding.create_mesh(jax.local_devices())
   n = config.per_device_batch_size * mesh.devices.size
   state = sharding.put_replicated(
@@ -137,7 +146,12 @@ def jax_step(config, phase: str) -> tuple[Callable[[], None], dict]:
     holder["state"], metrics = compiled(holder["state"], batch)
     jax.block_until_ready(metrics)
 
-  return run, {"compile_seconds": compile_s, "flops": flops, "batch": n}
+  return run, {
+    "compile_seconds": compile_s,
+    "flops": flops,
+    "batch": n,
+    "compiled": compiled,
+  }
 
 
 def torch_autocast(device: str, config):

@@ -56,3 +56,42 @@ def test_benchmark_train_writes_its_json_without_tensorflow(tmp_path):
   # XLA's count of a 32px joint step: 0.27 GFLOP per image at demo widths.
   assert 0.1e9 < result["flops_per_image"] < 1e9
   assert "JAX speed / PyTorch speed" in proc.stdout
+
+
+def test_profile_step_sorts_the_traced_ops_into_kinds(tmp_path):
+  out = tmp_path / "profile.json"
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "scripts/profile_step.py",
+      "--config=configs/demo.py",
+      "--config.image_size=32",
+      "--config.local_size=16",
+      "--config.per_device_batch_size=2",
+      "--config.model.global_num_convs=3",
+      "--config.model.local_num_convs=2",
+      "--phase=g",
+      "--steps=2",
+      "--warmup=1",
+      f"--json={out}",
+    ],
+    cwd=ROOT,
+    check=False,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert "| kind | ms/step |" in proc.stdout
+  result = json.loads(out.read_text())
+  kinds = result["kinds"]
+  # The CPU forms' patches, the BatchNorm sums over the 8 devices' mesh
+  # and the matmuls all show up, each with time.
+  for kind in ("matmul", "data movement", "collective"):
+    assert kinds[kind]["ms_per_step"] > 0, kinds
+  # The dots found in the HLO carry nearly all of XLA's FLOP count for the
+  # step (the rest is elementwise work); a wrong shape parse or a missing
+  # device factor would land far outside.
+  dot_flops = 1e9 * sum(k["gflop_per_step"] for k in kinds.values())
+  assert 0.7 < dot_flops / result["xla_flops_per_step"] <= 1.0
+  assert result["traced_ms_per_step"] > 0
