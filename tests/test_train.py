@@ -98,6 +98,34 @@ def test_tiny_run_trains_all_phases_and_writes_outputs(straight_run):
   assert losses == [2, 4], losses  # G-only steps are 0, 1, 2; logs every 2
 
 
+def _logged(workdir, tag) -> dict[int, float]:
+  from tensorboard.backend.event_processing import event_accumulator
+  from tensorboard.util import tensor_util
+
+  (events,) = glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
+  acc = event_accumulator.EventAccumulator(events, size_guidance={"tensors": 0})
+  acc.Reload()
+  return {
+    e.step: float(tensor_util.make_ndarray(e.tensor_proto))
+    for e in acc.Tensors(tag)
+  }
+
+
+def test_logged_metrics_are_means_over_the_log_window(straight_run, tmp_path):
+  """Logging every 2 steps writes the mean of the two steps' values (each
+  metric under the phase that produced it), as logging every step shows."""
+  workdir, _ = straight_run
+  every_step = str(tmp_path)
+  train.train_and_evaluate(tiny(total_steps=4, log_every=1), every_step)
+  one = _logged(every_step, "generator/loss_l1_hole")
+  two = _logged(workdir, "generator/loss_l1_hole")
+  assert sorted(one) == [1, 2, 3] and sorted(two) == [2, 4]
+  assert len(set(one.values())) == 3  # the steps differ, so means can fail
+  np.testing.assert_allclose(two[2], (one[1] + one[2]) / 2, rtol=1e-6)
+  # Step 4 is a discriminator step: the window's generator value is step 3.
+  np.testing.assert_allclose(two[4], one[3], rtol=1e-6)
+
+
 def test_resume_gives_the_uninterrupted_result(straight_run, tmp_path):
   _, want = straight_run
   workdir = str(tmp_path)
