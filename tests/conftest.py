@@ -1,16 +1,27 @@
-"""Test set-up: 8 simulated CPU devices, no GPU for TensorFlow.
+"""Test set-up: 8 simulated CPU devices, no GPU for TensorFlow, one
+persistent compilation cache for the session.
 
 The device count must be fixed before JAX creates its backends, so it is set
-here, at import time of the first conftest.
+here, at import time of the first conftest. The cache goes through the
+environment so that training subprocesses share it: the tiny config's steps
+are compiled by many tests and by every restarted training process, and a
+restarted job loads them from the cache as a user's restarted job would.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
   os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _cache = tempfile.mkdtemp(prefix="glcic_jax_compilation_cache_")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 import jax  # noqa: E402
 

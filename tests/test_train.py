@@ -197,9 +197,8 @@ def test_kill_and_preemption_then_restart_match_uninterrupted(tmp_path):
   args = ["--config.checkpoint_every=2", "--config.keep_checkpoints=1000"]
   endless = "--config.total_steps=100000"
   quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  proc = subprocess.Popen(
-    _train_cmd(workdir, *args, endless), env=_env(8), **quiet
-  )
+  env = _env(8)  # with conftest's compilation cache: restarts load the steps
+  proc = subprocess.Popen(_train_cmd(workdir, *args, endless), env=env, **quiet)
   try:
     _wait_for_checkpoint(workdir, proc)
   finally:
@@ -207,9 +206,7 @@ def test_kill_and_preemption_then_restart_match_uninterrupted(tmp_path):
     proc.wait()
   killed_at = max(checkpointing.existing_steps(workdir))
 
-  proc = subprocess.Popen(
-    _train_cmd(workdir, *args, endless), env=_env(8), **quiet
-  )
+  proc = subprocess.Popen(_train_cmd(workdir, *args, endless), env=env, **quiet)
   try:
     _wait_for_checkpoint(workdir, proc, newer_than=killed_at + 2)
     proc.send_signal(signal.SIGTERM)
@@ -223,7 +220,7 @@ def test_kill_and_preemption_then_restart_match_uninterrupted(tmp_path):
   total = stopped_at + 3  # the last restart trains 3 more steps
   done = subprocess.run(
     _train_cmd(workdir, *args, f"--config.total_steps={total}"),
-    env=_env(8),
+    env=env,
     capture_output=True,
     text=True,
     check=False,
@@ -246,6 +243,9 @@ def test_two_processes_equal_one_process(straight_run, tmp_path):
   workdir = str(tmp_path)
   env = _env(4)
   env["JAX_CPU_COLLECTIVES_IMPLEMENTATION"] = "gloo"
+  # Both processes would compile at once and write the same cache entries
+  # (nothing to load: no other test runs 4 devices); that took 105 s, not 62.
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)
   procs = [
     subprocess.Popen(
       _train_cmd(
