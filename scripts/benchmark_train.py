@@ -114,16 +114,9 @@ def matmul_peak(dtype, n: int = 4096) -> float:
 
 
 def jax_step(config, phase: str) -> tuple[Callable[[], None], dict]:
-  """The compiled phase step as a no-argument callable, and its facts."""
-  run, info = jax_step_with_executable(config, phase)
-  return run, {k: v for k, v in info.items() if k != "compiled"}
-
-
-def jax_step_with_executable(
-  config, phase: str
-) -> tuple[Callable[[], None], dict]:
-  """`jax_step`, whose facts also hold the compiled executable
-  (`scripts/profile_step.py` reads its HLO)."""
+  """The compiled phase step as a no-argument callable, and its facts
+  (with the compiled executable, whose HLO `scripts/profile_step.py`
+  reads)."""
   mesh = sharding.create_mesh(jax.local_devices())
   n = config.per_device_batch_size * mesh.devices.size
   state = sharding.put_replicated(

@@ -195,7 +195,7 @@ def main(argv):
     )
   config = FLAGS.config
   config_base.check_config(config)
-  run, info = benchmark_train.jax_step_with_executable(
+  run, info = benchmark_train.jax_step(
     config, benchmark_train.PHASES[FLAGS.phase]
   )
   wall = benchmark_train.interleaved({"jax": run}, FLAGS.steps, FLAGS.warmup)[

@@ -1,7 +1,9 @@
-"""`scripts/benchmark_train.py` runs end to end (JAX and PyTorch in one run,
-`--json`, config overrides) on a tiny config without TensorFlow, TFDS or
-clu: the GPU images it is meant for have JAX, flax, optax and PyTorch, not
-those (docs/performance.md, GPU)."""
+"""The benchmark scripts run end to end on a tiny config.
+
+`benchmark_train.py` (JAX and PyTorch in one run, `--json`, config
+overrides) runs without TensorFlow, TFDS or clu: the GPU images it is meant
+for have JAX, flax, optax and PyTorch, not those (docs/performance.md, GPU).
+`profile_step.py` sorts a traced CPU step's ops into kinds."""
 
 from __future__ import annotations
 
@@ -12,18 +14,37 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOT_ON_GPU_IMAGES = ["tensorflow", "tensorflow_datasets", "clu"]
+# The demo config shrunk to 32px with short discriminators.
+TINY = [
+  "--config=configs/demo.py",
+  "--config.image_size=32",
+  "--config.local_size=16",
+  "--config.per_device_batch_size=2",
+  "--config.model.global_num_convs=3",
+  "--config.model.local_num_convs=2",
+]
+
+
+def _run_python(*args: str) -> subprocess.CompletedProcess:
+  """`python *args` in the repository root; fails the test on a non-zero
+  exit, showing the output."""
+  proc = subprocess.run(
+    [sys.executable, *args],
+    cwd=ROOT,
+    check=False,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  return proc
 
 
 def test_benchmark_train_writes_its_json_without_tensorflow(tmp_path):
   out = tmp_path / "bench.json"
   argv = [
     "benchmark_train.py",
-    "--config=configs/demo.py",
-    "--config.image_size=32",
-    "--config.local_size=16",
-    "--config.per_device_batch_size=2",
-    "--config.model.global_num_convs=3",
-    "--config.model.local_num_convs=2",
+    *TINY,
     "--phase=joint",
     "--steps=2",
     "--warmup=1",
@@ -37,15 +58,7 @@ def test_benchmark_train_writes_its_json_without_tensorflow(tmp_path):
     f"sys.argv = {argv!r}; "
     "runpy.run_path('scripts/benchmark_train.py', run_name='__main__')"
   )
-  proc = subprocess.run(
-    [sys.executable, "-c", code],
-    cwd=ROOT,
-    check=False,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
-  assert proc.returncode == 0, proc.stdout + proc.stderr
+  proc = _run_python("-c", code)
   result = json.loads(out.read_text())
   assert result["phase"] == "joint"
   assert result["image_size"] == 32  # the override reached the step
@@ -60,28 +73,14 @@ def test_benchmark_train_writes_its_json_without_tensorflow(tmp_path):
 
 def test_profile_step_sorts_the_traced_ops_into_kinds(tmp_path):
   out = tmp_path / "profile.json"
-  proc = subprocess.run(
-    [
-      sys.executable,
-      "scripts/profile_step.py",
-      "--config=configs/demo.py",
-      "--config.image_size=32",
-      "--config.local_size=16",
-      "--config.per_device_batch_size=2",
-      "--config.model.global_num_convs=3",
-      "--config.model.local_num_convs=2",
-      "--phase=g",
-      "--steps=2",
-      "--warmup=1",
-      f"--json={out}",
-    ],
-    cwd=ROOT,
-    check=False,
-    capture_output=True,
-    text=True,
-    timeout=600,
+  proc = _run_python(
+    "scripts/profile_step.py",
+    *TINY,
+    "--phase=g",
+    "--steps=2",
+    "--warmup=1",
+    f"--json={out}",
   )
-  assert proc.returncode == 0, proc.stdout + proc.stderr
   assert "| kind | ms/step |" in proc.stdout
   result = json.loads(out.read_text())
   kinds = result["kinds"]
