@@ -3,8 +3,6 @@ function: forwards, running-statistic updates and files, both ways."""
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,10 +12,8 @@ from safetensors.numpy import load_file
 
 from glcic_jax import interop, models
 from tests import torch_reference as ref
+from tests.reference_files import reference_path
 
-GOLDEN = os.path.join(
-  os.path.dirname(__file__), "..", "..", "shared", "reference", "golden"
-)
 ATOL = 1e-4
 
 
@@ -78,8 +74,7 @@ def test_export_keys_and_shapes_are_mmagics():
   g_t, d_t = _templates(g, d)
   zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), (g_t, d_t))
   sd = interop.gl_state_dict(*zeros)
-  path = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
-  keys_file = os.path.join(path, "reference", "gl_state_dict_keys.txt")
+  keys_file = reference_path("gl_state_dict_keys.txt")
   expected = {}
   with open(keys_file) as f:
     for line in f:
@@ -156,7 +151,7 @@ def test_discriminators_forward_matches_pytorch(paper_torch, paper_flax, train):
 
 def test_golden_generator_from_mmagic():
   """mmagic's own generator outputs, reproduced in Flax and in the mirror."""
-  gold = load_file(os.path.join(GOLDEN, "gl_generator_64px.safetensors"))
+  gold = load_file(reference_path("golden", "gl_generator_64px.safetensors"))
   sd = {k: v for k, v in gold.items() if k.startswith("generator.")}
   x = gold["input"].transpose(0, 2, 3, 1)  # stored BGR, as mmagic feeds it
   g = models.Generator()

@@ -15,16 +15,7 @@ from safetensors.numpy import load_file
 from glcic_jax import config_base, interop, models, sharding, train_state
 from glcic_jax import train_steps as ts
 from tests import torch_reference as ref
-
-GOLDEN = os.path.join(
-  os.path.dirname(__file__),
-  "..",
-  "..",
-  "shared",
-  "reference",
-  "golden",
-  "gl_train_steps_64px.safetensors",
-)
+from tests.reference_files import reference_path
 
 
 def golden_config():
@@ -84,7 +75,7 @@ def golden_batch(gold, k, local):
 
 @pytest.fixture(scope="module")
 def gold():
-  return load_file(GOLDEN)
+  return load_file(reference_path("golden", "gl_train_steps_64px.safetensors"))
 
 
 def test_phase_rule_matches_mmagic_cur_iter():
