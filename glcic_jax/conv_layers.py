@@ -15,11 +15,15 @@ and the matmul forms gave the same step time).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from glcic_jax.winograd_conv import winograd_conv3x3
 
 Dtype = Any
 
@@ -32,10 +36,29 @@ Dtype = Any
 conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
+_native_everywhere = False
+
+
 def matmul_convs_default() -> bool:
   """Convs as matmuls on the CPU backend only (GPUs and TPUs have good
   convolutions and no memory to spare for patches)."""
-  return jax.default_backend() == "cpu"
+  return jax.default_backend() == "cpu" and not _native_everywhere
+
+
+@contextlib.contextmanager
+def native_convs() -> Iterator[None]:
+  """Trace with XLA's native convolutions on every backend.
+
+  For counting the model's arithmetic: the CPU forms do less of it
+  (Winograd) or more (row padding), and cost analysis counts what a program
+  executes. Layers built with an explicit `matmul=` keep it.
+  """
+  global _native_everywhere
+  before, _native_everywhere = _native_everywhere, True
+  try:
+    yield
+  finally:
+    _native_everywhere = before
 
 
 def _native_conv(x, kernel, stride: int, dilation: int, pad: int):
@@ -142,6 +165,8 @@ class Conv(nn.Module):
     matmul = matmul_convs_default() if self.matmul is None else self.matmul
     if not matmul or x.shape[-1] <= 4:
       y = _native_conv(x, kernel, s, d, pad)
+    elif self._winograd(x):
+      y = winograd_conv3x3(x, kernel, d)
     elif s == 1 and 4 * pad < min(x.shape[1:3]):
       y = _row_conv(x, kernel, d, pad)
     else:
@@ -152,6 +177,15 @@ class Conv(nn.Module):
       )
       y = y + bias.astype(self.dtype)
     return y
+
+  def _winograd(self, x: jax.Array) -> bool:
+    """3x3 stride-1 float32 convs whose dilation sub-grids hold at least
+    one whole 4x4 tile (smaller maps would be mostly padding)."""
+    return (
+      (self.kernel_size, self.stride) == (3, 1)
+      and jnp.dtype(self.dtype) == jnp.float32
+      and min(x.shape[1:3]) >= 4 * self.dilation
+    )
 
 
 # Sub-pixel taps of ConvTranspose2d(k=4, s=2, p=1): output row 2m+a reads

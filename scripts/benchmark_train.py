@@ -113,6 +113,11 @@ def matmul_peak(dtype, n: int = 4096) -> float:
   return 2 * n**3 / min(t)
 
 
+def _flops(cost) -> float:
+  cost = cost[0] if isinstance(cost, list) else cost
+  return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+
 def jax_step(config, phase: str) -> tuple[Callable[[], None], dict]:
   """The compiled phase step as a no-argument callable, and its facts
   (with the compiled executable, whose HLO `scripts/profile_step.py`
@@ -127,12 +132,14 @@ def jax_step(config, phase: str) -> tuple[Callable[[], None], dict]:
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, list) else cost
-  flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
   # The compiled program is one device's partition: its count covers that
   # device's share of the global batch.
-  flops *= mesh.devices.size
+  executed = _flops(compiled.cost_analysis()) * mesh.devices.size
+  # The model's arithmetic: the same step with native convolutions, counted
+  # before XLA's passes (the CPU's Winograd convs execute fewer FLOPs).
+  with conv_layers.native_convs():
+    native = sharding.jit_step(ts.make_steps(config)[phase], mesh, state)
+    flops = _flops(native.lower(state, batch).cost_analysis())
   holder = {"state": state}
 
   def run():
@@ -142,6 +149,7 @@ def jax_step(config, phase: str) -> tuple[Callable[[], None], dict]:
   return run, {
     "compile_seconds": compile_s,
     "flops": flops,
+    "executed_flops": executed,
     "batch": n,
     "compiled": compiled,
   }
@@ -363,6 +371,7 @@ def main(argv):
     "images_per_second": n / med,
     "flops_per_step": info["flops"],
     "flops_per_image": info["flops"] / n,
+    "executed_flops_per_image": info["executed_flops"] / n,
     # Per device: each device's share of the step against one device's peak.
     "fraction_of_peak": info["flops"] / jax.local_device_count() / med / peak,
     "matmul_peak_flops_f32": peak32,
@@ -413,7 +422,8 @@ def main(argv):
     if tmem:
       print(f"PyTorch peak memory {tmem / 2**30:.2f} GiB")
   print(
-    f"GFLOP/image {result['flops_per_image'] / 1e9:.2f}; "
+    f"GFLOP/image {result['flops_per_image'] / 1e9:.2f} "
+    f"({result['executed_flops_per_image'] / 1e9:.2f} as executed); "
     f"{100 * result['fraction_of_peak']:.1f}% of the measured matmul peak "
     f"({peak / 1e12:.3f} TFLOP/s); compile {info['compile_seconds']:.1f} s; "
     f"peak memory {f'{mem / 2**30:.2f} GiB' if mem else 'n/a'}"

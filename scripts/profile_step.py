@@ -208,7 +208,7 @@ def main(argv):
         run()
     seconds = op_seconds(trace_dir, set(hlo.instr))
   # Every local device runs the same partitioned program: events and FLOPs
-  # are summed over them, like `info["flops"]`.
+  # are summed over them, like `info["executed_flops"]`.
   devices = jax.local_device_count()
   ops = []
   for name, s in seconds.items():
@@ -258,7 +258,7 @@ def main(argv):
           "step_ms_median": step_ms,
           "traced_ms_per_step": traced,
           "devices": devices,
-          "xla_flops_per_step": info["flops"],
+          "xla_flops_per_step": info["executed_flops"],
           "kinds": kinds,
           "ops": ops,
         },

@@ -66,8 +66,11 @@ def test_benchmark_train_writes_its_json_without_tensorflow(tmp_path):
   assert result["global_batch_size"] == 2 * result["devices"]
   assert result["images_per_second"] > 0
   assert result["torch_images_per_second"] > 0
-  # XLA's count of a 32px joint step: 0.27 GFLOP per image at demo widths.
-  assert 0.1e9 < result["flops_per_image"] < 1e9
+  # A 32px joint step at demo widths is 0.18 GFLOP per image as the model
+  # defines it (native convs, counted before XLA's passes, whole mesh);
+  # the CPU forms execute a different count (Winograd fewer, padding more).
+  assert 0.15e9 < result["flops_per_image"] < 0.21e9
+  assert result["executed_flops_per_image"] > 0.1e9
   assert "JAX speed / PyTorch speed" in proc.stdout
 
 

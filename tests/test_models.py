@@ -201,21 +201,42 @@ def test_matmul_conv_equals_xla_conv(k, stride, dilation, size, use_bias):
       np.testing.assert_allclose(a, b, atol=2e-4)
 
 
-def test_matmul_conv_picks_row_or_im2col_form():
-  """The row form where padding is small, im2col elsewhere: the row form
-  shows up as one matmul whose output has k*out columns."""
+def test_matmul_conv_picks_its_form():
+  """Winograd for float32 3x3 stride-1 convs whose dilation sub-grids hold
+  a 4x4 tile (36 batched matmuls); otherwise the row form where padding is
+  small (one matmul with k*out columns), im2col elsewhere."""
 
-  def dot_shapes(stride, dilation, side, n_in=5):
-    conv = conv_layers.Conv(8, 3, stride, dilation, matmul=True)
+  def dot_shapes(stride, dilation, side, n_in=5, dtype=jnp.float32):
+    conv = conv_layers.Conv(8, 3, stride, dilation, dtype=dtype, matmul=True)
     x = jnp.zeros((1, side, side, n_in))
     variables = conv.init(jax.random.PRNGKey(0), x)
     hlo = jax.jit(conv.apply).lower(variables, x).as_text()
     return [line for line in hlo.splitlines() if "dot_general" in line]
 
-  assert "x24xf32" in dot_shapes(1, 1, 16)[0]  # 3 row taps x 8 outputs
-  assert "x8xf32" in dot_shapes(1, 4, 16)[0]  # pad 4 >= 16/4: im2col
+  assert "-> tensor<36x16x8xf32>" in dot_shapes(1, 1, 16)[0]  # 4x4 tiles
+  assert "-> tensor<36x16x8xf32>" in dot_shapes(1, 4, 16)[0]  # 4x4 grids
+  assert "x24xbf16" in dot_shapes(1, 1, 16, dtype=jnp.bfloat16)[0]  # rows
+  assert "x8xf32" in dot_shapes(1, 8, 16)[0]  # 2x2 grids, pad 8: im2col
   assert "x8xf32" in dot_shapes(2, 1, 16)[0]
   assert not dot_shapes(1, 1, 16, n_in=3)  # images: native conv
+
+
+@pytest.mark.parametrize(("dilation", "size"), [(1, (6, 10)), (2, (12, 10))])
+def test_row_conv_equals_xla_conv(dilation, size):
+  """The row form (bf16 on the CPU) in float32, forward and gradients."""
+  rng = np.random.default_rng(2)
+  x = rng.standard_normal((2, *size, 6)).astype(np.float32)
+  kernel = rng.standard_normal((3, 3, 6, 7)).astype(np.float32)
+
+  def run(conv):
+    return jax.value_and_grad(
+      lambda x, k: _weighted_sum(conv(x, k)), argnums=(0, 1)
+    )(x, kernel)
+
+  got = run(lambda x, k: conv_layers._row_conv(x, k, dilation, dilation))
+  want = run(lambda x, k: conv_layers._native_conv(x, k, 1, dilation, dilation))
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, atol=2e-4)
 
 
 def test_conv_rejects_even_kernels():
