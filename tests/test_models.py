@@ -202,23 +202,31 @@ def test_matmul_conv_equals_xla_conv(k, stride, dilation, size, use_bias):
 
 
 def test_matmul_conv_picks_its_form():
-  """Winograd for float32 3x3 stride-1 convs whose dilation sub-grids hold
-  a 4x4 tile (36 batched matmuls); otherwise the row form where padding is
-  small (one matmul with k*out columns), im2col elsewhere."""
+  """Winograd for float32 3x3 stride-1 convs of at least 32 channels and
+  1e8 multiply-adds whose dilation sub-grids hold a 4x4 tile (36 batched
+  matmuls); otherwise the row form where padding is small (one matmul with
+  k*out columns), im2col elsewhere, native convs on images."""
 
-  def dot_shapes(stride, dilation, side, n_in=5, dtype=jnp.float32):
-    conv = conv_layers.Conv(8, 3, stride, dilation, dtype=dtype, matmul=True)
+  def dot_shapes(stride, dilation, side, n_in=128, n_out=128, dtype=None):
+    conv = conv_layers.Conv(
+      n_out, 3, stride, dilation, dtype=dtype or jnp.float32, matmul=True
+    )
     x = jnp.zeros((1, side, side, n_in))
-    variables = conv.init(jax.random.PRNGKey(0), x)
+    variables = jax.eval_shape(conv.init, jax.random.PRNGKey(0), x)
     hlo = jax.jit(conv.apply).lower(variables, x).as_text()
     return [line for line in hlo.splitlines() if "dot_general" in line]
 
-  assert "-> tensor<36x16x8xf32>" in dot_shapes(1, 1, 16)[0]  # 4x4 tiles
-  assert "-> tensor<36x16x8xf32>" in dot_shapes(1, 4, 16)[0]  # 4x4 grids
-  assert "x24xbf16" in dot_shapes(1, 1, 16, dtype=jnp.bfloat16)[0]  # rows
-  assert "x8xf32" in dot_shapes(1, 8, 16)[0]  # 2x2 grids, pad 8: im2col
-  assert "x8xf32" in dot_shapes(2, 1, 16)[0]
-  assert not dot_shapes(1, 1, 16, n_in=3)  # images: native conv
+  # 32x32x128 to 128: 1.5e8 multiply-adds; 64 tiles or 16 4x4 grids of 4.
+  assert "-> tensor<36x64x128xf32>" in dot_shapes(1, 1, 32)[0]
+  assert "-> tensor<36x64x128xf32>" in dot_shapes(1, 4, 32)[0]
+  assert "-> tensor<288x384xf32>" in dot_shapes(1, 1, 16)[0]  # 3.8e7: rows
+  narrow = dot_shapes(1, 1, 256, n_in=16, n_out=32)  # 3e8, 16 channels in
+  assert "-> tensor<66048x96xf32>" in narrow[0]  # rows of the padded map
+  bf16 = dot_shapes(1, 1, 32, dtype=jnp.bfloat16)
+  assert "-> tensor<1088x384xbf16>" in bf16[0]  # rows
+  assert "-> tensor<1024x128xf32>" in dot_shapes(1, 16, 32)[0]  # im2col
+  assert "-> tensor<256x128xf32>" in dot_shapes(2, 1, 32)[0]
+  assert not dot_shapes(1, 1, 32, n_in=3)  # images: native conv
 
 
 @pytest.mark.parametrize(("dilation", "size"), [(1, (6, 10)), (2, (12, 10))])
