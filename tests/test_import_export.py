@@ -61,7 +61,8 @@ def test_import_then_export_round_trips_paper_checkpoint(mmagic_pth, tmp_path):
     want = model.generator(
       torch.from_numpy(x[..., [2, 1, 0, 3]].transpose(0, 3, 1, 2).copy())
     )
-  got = models.Generator().apply(g_vars, x, train=False)
+  generator = models.Generator()
+  got = jax.jit(lambda v, x: generator.apply(v, x, train=False))(g_vars, x)
   np.testing.assert_allclose(
     np.asarray(got)[..., ::-1], want.numpy().transpose(0, 2, 3, 1), atol=1e-4
   )

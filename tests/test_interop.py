@@ -42,6 +42,19 @@ def paper_flax(paper_torch):
   return g, d, g_vars, d_vars
 
 
+def _apply(module, variables, *inputs, train: bool):
+  """`module.apply`, jitted (eager, each of the Winograd transforms' ops
+  would be compiled on its own): (output, batch_stats updates) in
+  training mode, the output in eval mode."""
+  if train:
+    return jax.jit(
+      lambda v, *x: module.apply(v, *x, train=True, mutable=["batch_stats"])
+    )(variables, *inputs)
+  return jax.jit(lambda v, *x: module.apply(v, *x, train=False))(
+    variables, *inputs
+  )
+
+
 def _nchw(x: np.ndarray) -> torch.Tensor:
   return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 
@@ -102,9 +115,9 @@ def test_generator_forward_matches_pytorch(
   with torch.no_grad():
     want = _nhwc(tg(_nchw(x)))
   if train:
-    got, updates = g.apply(g_vars, x, train=True, mutable=["batch_stats"])
+    got, updates = _apply(g, g_vars, x, train=True)
   else:
-    got = g.apply(g_vars, x, train=False)
+    got = _apply(g, g_vars, x, train=False)
   np.testing.assert_allclose(np.asarray(got), want, atol=ATOL, rtol=0)
   if train:  # updated running statistics equal PyTorch's
     new = interop.variables_to_state_dict(
@@ -133,9 +146,7 @@ def test_discriminators_forward_matches_pytorch(paper_torch, paper_flax, train):
   with torch.no_grad():
     want = td(_nchw(img), _nchw(local)).numpy()
   if train:
-    got, updates = d.apply(
-      d_vars, img, local, train=True, mutable=["batch_stats"]
-    )
+    got, updates = _apply(d, d_vars, img, local, train=True)
     new = interop.variables_to_state_dict(
       {"batch_stats": updates["batch_stats"]}, "", "rgb"
     )
@@ -144,7 +155,7 @@ def test_discriminators_forward_matches_pytorch(paper_torch, paper_flax, train):
         v, td.state_dict()[k].numpy(), atol=ATOL, rtol=0, err_msg=k
       )
   else:
-    got = d.apply(d_vars, img, local, train=False)
+    got = _apply(d, d_vars, img, local, train=False)
   td.load_state_dict(state)
   np.testing.assert_allclose(np.asarray(got), want, atol=ATOL, rtol=1e-4)
 
@@ -159,8 +170,8 @@ def test_golden_generator_from_mmagic():
     lambda: g.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 4)), False)
   )
   g_vars, _ = interop.gl_variables(sd, g_t, None, channel_order="rgb")
-  out_eval = g.apply(g_vars, x, train=False)
-  out_train, upd = g.apply(g_vars, x, train=True, mutable=["batch_stats"])
+  out_eval = _apply(g, g_vars, x, train=False)
+  out_train, upd = _apply(g, g_vars, x, train=True)
   np.testing.assert_allclose(
     out_eval, gold["output_eval"].transpose(0, 2, 3, 1), atol=ATOL, rtol=0
   )
@@ -199,14 +210,14 @@ def test_bgr_import_completes_rgb_as_mmagic_completes_bgr(paper_torch):
   bgr = rgb[..., [2, 1, 0, 3]]
   with torch.no_grad():
     want_bgr = _nhwc(tg(_nchw(bgr)))
-  got_rgb = np.asarray(g.apply(g_vars, rgb, train=False))
+  got_rgb = np.asarray(_apply(g, g_vars, rgb, train=False))
   np.testing.assert_allclose(got_rgb[..., ::-1], want_bgr, atol=ATOL)
   img = rng.uniform(-1, 1, (2, 256, 256, 3)).astype(np.float32)
   loc = rng.uniform(-1, 1, (2, 128, 128, 3)).astype(np.float32)
   td = paper_torch.disc.eval()
   with torch.no_grad():
     want = td(_nchw(img[..., ::-1]), _nchw(loc[..., ::-1])).numpy()
-  got = d.apply(d_vars, img, loc, train=False)
+  got = _apply(d, d_vars, img, loc, train=False)
   np.testing.assert_allclose(got, want, atol=ATOL, rtol=1e-4)
 
 
@@ -241,7 +252,7 @@ def test_export_loads_strict_and_round_trips(tmp_path, suffix, order):
   if order == "bgr":
     want = want[..., ::-1]
   np.testing.assert_allclose(
-    g.apply(g_vars, x, train=False), want, atol=ATOL, rtol=0
+    _apply(g, g_vars, x, train=False), want, atol=ATOL, rtol=0
   )
   # import(export(x)) == x exactly
   g2, d2 = interop.gl_variables(sd, g_vars, d_vars, order)
