@@ -5,9 +5,10 @@ The parameters are always those of `nn.Conv` ([k, k, in, out] `kernel`,
 optional `bias`) and of `nn.ConvTranspose(transpose_kernel=True)`
 ([4, 4, out, in]), so checkpoints and `interop` never depend on the
 formulation. On GPUs and TPUs the layers are XLA's native convolutions (what
-cuDNN and PyTorch run). On the CPU backend float32 3x3 stride-1 convs run
-as Winograd F(4x4, 3x3) (`winograd_conv`: 4x fewer multiplies, which the
-generator step is bound by), and the others as matmuls over patches:
+cuDNN and PyTorch run). On the CPU backend float32 3x3 stride-1 convs large
+enough to pay for it run as Winograd F(4x4, 3x3) (`winograd_conv`: 4x fewer
+multiplies, which the generator step is bound by), and the others as
+matmuls over patches:
 there XLA's input-dilated (transposed) convolution is 20-80x slower than a
 matmul, its 5x5 stride-2 convs on small maps up to 20x, and on one of the
 two CPUs measured its 3x3 convolutions reached 25-35% of its own matmul
@@ -146,10 +147,11 @@ class Conv(nn.Module):
   (XLA's 'SAME' pads stride-2 convs asymmetrically) and a formulation
   chosen per backend: `matmul=None` means matmuls on the CPU backend only.
 
-  As matmuls, float32 3x3 stride-1 convs use Winograd (`_winograd`); other
-  stride-1 convs use `_row_conv` unless the padding is at least a quarter
-  of the map (the wide dilations on small maps, where most row products
-  would land in the padding); strided ones use `_im2col_conv`.
+  As matmuls, float32 3x3 stride-1 convs use Winograd where it pays
+  (`_winograd`); other stride-1 convs use `_row_conv` unless the padding
+  is at least a quarter of the map (the wide dilations on small maps, where
+  most row products would land in the padding); strided ones use
+  `_im2col_conv`.
   Convs reading the 3-4 channel images stay native: their contraction is
   too short for a matmul (enc1 at 256px: 82 ms as rows, 44 ms native).
   """
