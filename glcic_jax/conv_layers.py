@@ -64,7 +64,9 @@ def native_convs() -> Iterator[None]:
 
   For counting the model's arithmetic: the CPU forms do less of it
   (Winograd) or more (row padding), and cost analysis counts what a program
-  executes. Layers built with an explicit `matmul=` keep it.
+  executes. Layers built with an explicit `matmul=` keep it. Only fresh
+  traces see it: `jax.jit` keys its trace cache on the function and its
+  arguments, so a function already traced outside would be reused as is.
   """
   global _native_everywhere
   before, _native_everywhere = _native_everywhere, True

@@ -137,6 +137,8 @@ def jax_step(config, phase: str) -> tuple[Callable[[], None], dict]:
   executed = _flops(compiled.cost_analysis()) * mesh.devices.size
   # The model's arithmetic: the same step with native convolutions, counted
   # before XLA's passes (the CPU's Winograd convs execute fewer FLOPs).
+  # A fresh step function: jit's trace cache is keyed on the function, not
+  # on `native_convs`, so reusing the one above would count its CPU forms.
   with conv_layers.native_convs():
     native = sharding.jit_step(ts.make_steps(config)[phase], mesh, state)
     flops = _flops(native.lower(state, batch).cost_analysis())
