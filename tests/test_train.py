@@ -234,9 +234,9 @@ def test_kill_and_preemption_then_restart_match_uninterrupted(tmp_path):
 
 
 def test_two_processes_equal_one_process(straight_run, tmp_path):
-  """2 processes x 4 CPU devices (gloo collectives on 127.0.0.1) train the
-  same parameters as 1 process x 8 devices."""
-  _, want = straight_run
+  """2 processes x 4 CPU devices (gloo collectives on 127.0.0.1) make
+  the same run as 1 process x 8 devices: the same losses and, at step 4,
+  the same parameters and running statistics up to float32 noise."""
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -264,17 +264,61 @@ def test_two_processes_equal_one_process(straight_run, tmp_path):
   outs = [p.communicate(timeout=600)[0] for p in procs]
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out[-3000:]
-  got = final_params(workdir, 8)
-  assert int(got.step) == 8
-  # Cross-process all-reduces sum in another order than one process does,
-  # and 8 Adam steps (each ~lr * sign(g)) amplify float32 rounding on
-  # near-zero gradients. Measured on this tiny run: 2x4 vs 1x8 differ by
-  # a relative norm of 1.4e-3 (d_params), 1 process with 4 vs 8 devices
-  # (the same math) by up to 1.9e-3; another data order (shuffle off) by
-  # 1.3e-2 on params, 6e-3 on running statistics. 4e-3 separates the two.
-  for name in ("g_params", "d_params", "g_batch_stats", "d_batch_stats"):
+  straight, _ = straight_run
+  assert checkpointing.existing_steps(workdir) == [4, 8]
+  # Compared where float32 noise has not yet been amplified. Cross-process
+  # all-reduces sum in another order than one process does, and each Adam
+  # step moves a parameter by about lr wherever its gradient is mostly
+  # rounding noise, so after 8 steps 37% of the generator's parameters
+  # differ by more than lr/10 even in a correct run (relative norm 6e-4 to
+  # 1e-3; 4e-3 once the conv forms mixed summation orders). So: the step-4
+  # checkpoint (3 generator steps, 1 discriminator step) and the logged
+  # losses, whose tolerance grows with the Adam steps behind them.
+  # Measured, 2x4 devices against 1x8 with the tiny config on rows (with
+  # Winograd forced on every 3x3 conv, which rounds more), and the same
+  # 1x8 run with another data order (`data.shuffle=False`) in brackets:
+  #   step 4, parameters moved by more than lr/10: g 0.01% (2.9%) [79%],
+  #     d 0.46% (1.3%) [36%]; running statistics, relative norm 1.3e-5
+  #     (7.3e-5) [8e-3];
+  #   losses, relative: generator phase 5e-7 (8e-7) [5.9e-2],
+  #     discriminator phase 1.1e-5 (7.1e-5) [2.1e-3 to 4e-3], joint phase
+  #     1.7e-4 (9.2e-4) [1.7e-3 to 4.4e-2].
+  got, want = final_params(workdir, 4), final_params(straight, 4)
+  lr = tiny().optimizer.learning_rate
+  for name in ("g_params", "d_params"):
+    moved = np.mean(
+      np.concatenate(
+        [
+          np.abs(np.asarray(x) - np.asarray(y)).ravel() > lr / 10
+          for x, y in zip(
+            jax.tree.leaves(getattr(got, name)),
+            jax.tree.leaves(getattr(want, name)),
+            strict=True,
+          )
+        ]
+      )
+    )
+    assert moved < 0.1, (name, moved)
+  for name in ("g_batch_stats", "d_batch_stats"):
     diff = relative_difference(getattr(got, name), getattr(want, name))
-    assert diff <= 4e-3, (name, diff)
+    assert diff <= 1e-3, (name, diff)
+  for tag, rtol in _LOSS_TOLERANCES.items():
+    one, two = _logged(straight, tag), _logged(workdir, tag)
+    assert sorted(two) == sorted(one), (tag, sorted(two), sorted(one))
+    for step, value in one.items():
+      np.testing.assert_allclose(two[step], value, rtol=rtol, err_msg=tag)
+  assert int(final_params(workdir, 8).step) == 8
+
+
+_LOSS_TOLERANCES = {
+  "generator/loss_l1_hole": 1e-4,
+  "discriminator/fake_loss": 1e-3,
+  "discriminator/real_loss": 1e-3,
+  "joint/loss_l1_hole": 1e-2,
+  "joint/loss_g_fake": 1e-2,
+  "joint/fake_loss": 1e-2,
+  "joint/real_loss": 1e-2,
+}
 
 
 def test_demo_config_end_to_end_at_reduced_steps(tmp_path):

@@ -321,9 +321,13 @@ def test_each_phase_updates_what_it_should(phase):
 def test_eight_devices_equal_one_device(phase):
   """Data parallel over 8 devices == 1 device, BatchNorm over the global
   batch (SyncBN). Float32 sums in another order: 1e-5 relative on losses,
-  and parameters to 2e-6 absolute (Adam's first step is ~lr*sign(g), so a
-  parameter whose gradient is rounding noise could move by 2*lr = 8e-4; we
-  bound the fraction of such parameters instead of each one)."""
+  1e-4 on gradient norms (sums of squares over every parameter, where
+  gradients that cancel carry the most rounding: 3.9e-5 was measured when
+  the tiny config mixed conv forms of different summation orders), and
+  parameters to 2e-6 absolute (Adam's first
+  step is ~lr*sign(g), so a parameter whose gradient is rounding noise
+  could move by 2*lr = 8e-4; we bound the fraction of such parameters
+  instead of each one)."""
   config = load_config("tiny")
   assert jax.device_count() == 8
   batch = random_batch(config, 16, seed=1)
@@ -340,7 +344,8 @@ def test_eight_devices_equal_one_device(phase):
     results.append(jax.tree.map(np.asarray, (new, metrics)))
   (s1, m1), (s8, m8) = results
   for k in m1:
-    np.testing.assert_allclose(m8[k], m1[k], rtol=1e-5, atol=1e-7, err_msg=k)
+    rtol = 1e-4 if k.endswith("grad_norm") else 1e-5
+    np.testing.assert_allclose(m8[k], m1[k], rtol=rtol, atol=1e-7, err_msg=k)
   for name in ("g_batch_stats", "d_batch_stats"):
     for a, b in zip(
       jax.tree.leaves(getattr(s1, name)), jax.tree.leaves(getattr(s8, name))
