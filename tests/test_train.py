@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from glcic_jax import checkpointing, config_base, train
-from tests.test_train_steps import load_config
+from tests.test_train_steps import fraction_differing, load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -286,18 +286,7 @@ def test_two_processes_equal_one_process(straight_run, tmp_path):
   got, want = final_params(workdir, 4), final_params(straight, 4)
   lr = tiny().optimizer.learning_rate
   for name in ("g_params", "d_params"):
-    moved = np.mean(
-      np.concatenate(
-        [
-          np.abs(np.asarray(x) - np.asarray(y)).ravel() > lr / 10
-          for x, y in zip(
-            jax.tree.leaves(getattr(got, name)),
-            jax.tree.leaves(getattr(want, name)),
-            strict=True,
-          )
-        ]
-      )
-    )
+    moved = fraction_differing(getattr(got, name), getattr(want, name), lr / 10)
     assert moved < 0.1, (name, moved)
   for name in ("g_batch_stats", "d_batch_stats"):
     diff = relative_difference(getattr(got, name), getattr(want, name))
