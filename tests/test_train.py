@@ -292,7 +292,7 @@ def test_two_processes_equal_one_process(straight_run, tmp_path):
   #   running statistics, relative norm: 3.5e-8 [5e-3 to 1.2e-2];
   #   every logged loss, relative: at most 1.7e-7 [2.6e-4 to 8e-2 /
   #     1.1e-4 to 5.4e-2]; gradient norms 2.6e-5 [3% to 79%].
-  lr = tiny().optimizer.learning_rate
+  lr = LEARNING_RATE
   for step in (4, 8):
     got, want = final_params(workdir, step), final_params(straight, step)
     assert int(got.step) == step
