@@ -3,7 +3,10 @@
 `benchmark_train.py` (JAX and PyTorch in one run, `--json`, config
 overrides) runs without TensorFlow, TFDS or clu: the GPU images it is meant
 for have JAX, flax, optax and PyTorch, not those (docs/performance.md, GPU).
-`profile_step.py` sorts a traced CPU step's ops into kinds."""
+`profile_step.py` sorts a traced CPU step's ops into kinds.
+
+Both are marked slow (a minute each on a 2-core CPU, mostly compiling):
+`scripts/run_slow_tests.sh` runs them, outside the CI suite."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import json
 import pathlib
 import subprocess
 import sys
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOT_ON_GPU_IMAGES = ["tensorflow", "tensorflow_datasets", "clu"]
@@ -40,6 +45,7 @@ def _run_python(*args: str) -> subprocess.CompletedProcess:
   return proc
 
 
+@pytest.mark.slow
 def test_benchmark_train_writes_its_json_without_tensorflow(tmp_path):
   out = tmp_path / "bench.json"
   argv = [
@@ -74,6 +80,7 @@ def test_benchmark_train_writes_its_json_without_tensorflow(tmp_path):
   assert "JAX speed / PyTorch speed" in proc.stdout
 
 
+@pytest.mark.slow
 def test_profile_step_sorts_the_traced_ops_into_kinds(tmp_path):
   out = tmp_path / "profile.json"
   proc = _run_python(
