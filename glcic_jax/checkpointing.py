@@ -33,6 +33,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 from jax.sharding import Mesh
+from orbax.checkpoint._src.metadata import array_metadata_store
 
 import glcic_jax
 from glcic_jax import sharding, train_state
@@ -54,11 +55,16 @@ _noise_filter_installed = False
 # and 7.4 s on a restarted tiny run's first save (2-core CPU, 8 devices),
 # 0.45 s on later ones. Copying each array from its first replica instead
 # took 0.56 s and 0.09 s; at the paper's size the state is ~0.3 GB, which
-# one device's copy handles. Registered for all of orbax in the process:
-# its StandardSave takes no per-item array handler.
+# one device's copy handles. Registered for all of orbax in the process
+# (its StandardSave takes no per-item array handler), otherwise as orbax's
+# default handler: with the array metadata store it writes, which has no
+# public name.
 ocp.type_handlers.register_type_handler(
   jax.Array,
-  ocp.type_handlers.ArrayHandler(use_replica_parallel=False),
+  ocp.type_handlers.ArrayHandler(
+    use_replica_parallel=False,
+    array_metadata_store=array_metadata_store.Store(),
+  ),
   override=True,
 )
 

@@ -1,5 +1,5 @@
 """Test set-up: 8 simulated CPU devices, no GPU for TensorFlow, one
-persistent compilation cache for the session.
+persistent compilation cache for the session, the longest files first.
 
 The device count must be fixed before JAX creates its backends, so it is set
 here, at import time of the first conftest. The cache goes through the
