@@ -211,10 +211,13 @@ def test_two_processes_equal_one_process(straight_run, tmp_path):
   # index (both processes read the same examples) / the 1x8 run with
   # another data order (`data.shuffle=False`):
   #   parameters more than lr/10 apart, steps 4 and 8: g 0.001%, d 0
+  #     (none since the init draws by the classic threefry)
   #     [g 79-81%, d 31-94% / g 79-81%, d 37-92%];
-  #   running statistics, relative norm: 3.5e-8 [5e-3 to 1.2e-2];
-  #   every logged loss, relative: at most 1.7e-7 [2.6e-4 to 8e-2 /
-  #     1.1e-4 to 5.4e-2]; gradient norms 2.6e-5 [3% to 79%].
+  #   running statistics, relative norm: 3.5e-8 (3.8e-8)
+  #     [5e-3 to 1.2e-2];
+  #   every logged loss, relative: at most 1.7e-7 (1.7e-7) [2.6e-4 to
+  #     8e-2 / 1.1e-4 to 5.4e-2]; gradient norms 2.6e-5 (1.7e-7) [3% to
+  #     79%].
   lr = LEARNING_RATE
   for step in (4, 8):
     got, want = final_params(workdir, step), final_params(straight, step)
