@@ -285,14 +285,27 @@ def _leaves_equal(a, b):
   )
 
 
+@functools.cache
+def tiny_step(phase: str, n_devices: int):
+  """(state before, state after, metrics) of one tiny-config step, batch
+  16, data parallel over the first `n_devices` devices, as numpy. Cached:
+  the phase tests and the device-count tests share the 1-device runs, so
+  each program compiles once."""
+  config = load_config("tiny")
+  batch = random_batch(config, 16, seed=1)
+  state0 = train_state.init_state(config, jax.random.PRNGKey(1))
+  before = jax.tree.map(np.asarray, state0)
+  mesh = sharding.create_mesh(jax.devices()[:n_devices])
+  state = sharding.put_replicated(state0, mesh)
+  step = sharding.jit_step(bound_steps(config)[phase], mesh, state)
+  new, metrics = step(state, sharding.global_batch(batch, mesh))
+  assert new.g_params["encoder"]["enc1"]["conv"]["kernel"].sharding.mesh == mesh
+  return before, *jax.tree.map(np.asarray, (new, metrics))
+
+
 @pytest.mark.parametrize("phase", ts.PHASES)
 def test_each_phase_updates_what_it_should(phase):
-  config = load_config("tiny")
-  state = train_state.init_state(config, jax.random.PRNGKey(0))
-  before = jax.tree.map(np.asarray, state)
-  new, metrics = jax.jit(bound_steps(config)[phase])(
-    state, random_batch(config, 4)
-  )
+  before, new, metrics = tiny_step(phase, 1)
   assert int(new.step) == 1
   g_params_changed = not _leaves_equal(before.g_params, new.g_params)
   g_opt_changed = not _leaves_equal(before.g_opt_state, new.g_opt_state)
@@ -338,21 +351,9 @@ def test_eight_devices_equal_one_device(phase):
   parameters to 2e-6 absolute (Adam's first step is ~lr*sign(g), so a
   parameter whose gradient is rounding noise could move by 2*lr = 8e-4; we
   bound the fraction of such parameters instead of each one)."""
-  config = load_config("tiny")
   assert jax.device_count() == 8
-  batch = random_batch(config, 16, seed=1)
-  state0 = train_state.init_state(config, jax.random.PRNGKey(1))
-  results = []
-  for devices in (jax.devices()[:1], jax.devices()):
-    mesh = sharding.create_mesh(devices)
-    state = sharding.put_replicated(state0, mesh)
-    step = sharding.jit_step(bound_steps(config)[phase], mesh, state)
-    new, metrics = step(state, sharding.global_batch(batch, mesh))
-    assert (
-      new.g_params["encoder"]["enc1"]["conv"]["kernel"].sharding.mesh == mesh
-    )
-    results.append(jax.tree.map(np.asarray, (new, metrics)))
-  (s1, m1), (s8, m8) = results
+  _, s1, m1 = tiny_step(phase, 1)
+  _, s8, m8 = tiny_step(phase, 8)
   for k in m1:
     rtol = 1e-4 if k.endswith("grad_norm") else 1e-5
     np.testing.assert_allclose(m8[k], m1[k], rtol=rtol, atol=1e-7, err_msg=k)
