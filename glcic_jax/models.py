@@ -297,6 +297,7 @@ def init_variables(
   rng: jax.Array,
   image_size: tuple[int, int],
   local_size: tuple[int, int],
+  partitionable_draws: bool = False,
 ) -> tuple[dict, dict]:
   """Initialises both networks for the given input sizes (batch of 1).
 
@@ -310,13 +311,15 @@ def init_variables(
   init program took 11.8 s to compile for the tiny config and 7.5 s for
   the paper's (CPU), against 3.1 and 3.6 s this way. A training run, and
   every process of a multi-process one, compiles it once.
+  `partitionable_draws=True` gives JAX's default draws (the baseline of
+  scripts/benchmark_compile.py).
   """
   g_rng, d_rng = jax.random.split(rng)
   h, w = image_size
 
   @jax.jit
   def init(g_rng, d_rng):
-    with jax.threefry_partitionable(False):
+    with jax.threefry_partitionable(partitionable_draws):
       g_vars = generator.init(g_rng, jnp.zeros((1, h, w, 4)), train=False)
       d_vars = discs.init(
         d_rng,
