@@ -134,22 +134,25 @@ def _output_tiles_transposed(dy: jax.Array) -> jax.Array:
   return jnp.stack(out).reshape(36, b * t * s, n_out)
 
 
+# G (x) G: row (u, v) of the 6x6 kernel tile from tap (i, j) of the 3x3.
+_G2 = np.kron(_G, _G).astype(np.float32)
+
+
 def _kernel_tiles(kernel: jax.Array) -> jax.Array:
-  """[3, 3, C, O] -> G g G^T as [36, C, O], rows then columns (a matmul
-  with 9-long contractions runs at a tenth of a copy's speed)."""
+  """[3, 3, C, O] -> G g G^T as [36, C, O]: one [36, 9] @ [9, C*O] matmul.
+
+  As two stages of strided-slice combinations (like the input tiles) it
+  took 0.99 ms at 256 channels, as this matmul 0.65 ms (a plain copy of
+  the output: 0.21 ms); every Winograd layer transforms its kernel twice
+  a step (forward, and flipped for the input gradient)."""
   n_in, n_out = kernel.shape[2:]
-  rows = jnp.stack([_combine(_G[u], list(kernel)) for u in range(6)])
-  cols = [rows[:, j] for j in range(3)]
-  v = jnp.stack([_combine(_G[q], cols) for q in range(6)], axis=1)
-  return v.reshape(36, n_in, n_out)
+  return jnp.dot(_G2, kernel.reshape(9, n_in * n_out)).reshape(36, n_in, n_out)
 
 
 def _kernel_tiles_transposed(dv: jax.Array) -> jax.Array:
   """The transpose of `_kernel_tiles`: [36, C, O] -> G^T dv G, [3, 3, C, O]."""
-  dv = dv.reshape(6, 6, *dv.shape[1:])
-  rows = jnp.stack([_combine(_G[:, i], list(dv)) for i in range(3)])
-  cols = [rows[:, q] for q in range(6)]
-  return jnp.stack([_combine(_G[:, j], cols) for j in range(3)], axis=1)
+  n_in, n_out = dv.shape[1:]
+  return jnp.dot(_G2.T, dv.reshape(36, n_in * n_out)).reshape(3, 3, n_in, n_out)
 
 
 def _tilewise_matmul(a: jax.Array, b: jax.Array, ca: int, cb: int):
