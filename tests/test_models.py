@@ -240,6 +240,19 @@ def test_matmul_conv_picks_its_form():
   assert not dot_shapes(1, 1, 32, n_in=3)  # images: native conv
 
 
+def test_im2col_leaves_out_taps_that_read_only_padding():
+  """A 5x5 stride-2 conv on a 2x2 map (the discriminators' last convs at
+  64px) reads the map through 2 of 5 taps per axis: its matmul contracts
+  over 4 taps, not 25 (the values are in test_matmul_conv_equals_xla_conv)."""
+  assert conv_layers._live_taps(2, 5, 2, 1, 2) == ([2, 3], 0, 0, 1)
+  assert conv_layers._live_taps(8, 5, 2, 1, 2) == ([0, 1, 2, 3, 4], 2, 1, 4)
+  conv = conv_layers.Conv(64, 5, 2, matmul=True)
+  x = jnp.zeros((3, 2, 2, 128))
+  variables = jax.eval_shape(conv.init, jax.random.PRNGKey(0), x)
+  hlo = jax.jit(conv.apply).lower(variables, x).as_text()
+  assert "(tensor<3x512xf32>, tensor<512x64xf32>)" in hlo
+
+
 @pytest.mark.parametrize(("dilation", "size"), [(1, (6, 10)), (2, (12, 10))])
 def test_row_conv_equals_xla_conv(dilation, size):
   """The row form (bf16 on the CPU) in float32, forward and gradients."""
