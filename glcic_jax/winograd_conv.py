@@ -104,34 +104,33 @@ def _input_tiles(x: jax.Array) -> jax.Array:
 
 
 def _output_tiles(m: jax.Array, b: int, t: int, s: int) -> jax.Array:
-  """[36, B*T*S, O] -> A^T m A per tile, laid out as [B, 4T, 4S, O]."""
+  """[36, B*T*S, O] -> A^T m A per tile, laid out as [B, 4T, 4S, O].
+
+  Rows, then columns, each stage one stack of four combinations, then one
+  transpose into the map's layout. Combining each of the 16 output
+  positions separately made one loop per position, each re-reading its
+  inputs (forward+backward of a 128x128x128 layer 78 ms, 1.4 s to
+  compile; staged: 69 ms, 0.5 s)."""
   n_out = m.shape[-1]
   m = m.reshape(6, 6, b, t, s, n_out)
-  half = [_combine(_AT[p], [m[u] for u in range(6)]) for p in range(TILE)]
-  rows = [
-    jnp.stack(
-      [_combine(_AT[q], [half[p][v] for v in range(6)]) for q in range(TILE)],
-      axis=3,
-    )
-    for p in range(TILE)
-  ]  # each [B, T, S, 4 (column in tile), O]
-  return jnp.stack(rows, axis=2).reshape(b, TILE * t, TILE * s, n_out)
+  rows = jnp.stack([_combine(_AT[p], list(m)) for p in range(TILE)])
+  cols = [rows[:, v] for v in range(6)]  # each [4 (row in tile), B, T, S, O]
+  y = jnp.stack([_combine(_AT[q], cols) for q in range(TILE)], axis=1)
+  return y.transpose(2, 3, 0, 4, 1, 5).reshape(b, TILE * t, TILE * s, n_out)
 
 
 def _output_tiles_transposed(dy: jax.Array) -> jax.Array:
   """The transpose of `_output_tiles`: [B, 4T, 4S, O] -> A dy A^T per
-  (non-overlapping) 4x4 tile, as [36, B*T*S, O]."""
+  (non-overlapping) 4x4 tile, as [36, B*T*S, O], in two stacked stages
+  like the forward transforms."""
   b, h, w, n_out = dy.shape
   t, s = h // TILE, w // TILE
   d = dy.reshape(b, t, TILE, s, TILE, n_out)
-  out = []
-  for u in range(6):
-    half = [
-      _combine(_AT[:, u], [d[:, :, p, :, q] for p in range(TILE)])
-      for q in range(TILE)
-    ]
-    out += [_combine(_AT[:, v], half) for v in range(6)]
-  return jnp.stack(out).reshape(36, b * t * s, n_out)
+  rows = [d[:, :, p] for p in range(TILE)]  # each [B, T, S, 4, O]
+  r = jnp.stack([_combine(_AT[:, u], rows) for u in range(6)])
+  cols = [r[..., q, :] for q in range(TILE)]  # each [6, B, T, S, O]
+  out = jnp.stack([_combine(_AT[:, v], cols) for v in range(6)], axis=1)
+  return out.reshape(36, b * t * s, n_out)
 
 
 # G (x) G: row (u, v) of the 6x6 kernel tile from tap (i, j) of the 3x3.
