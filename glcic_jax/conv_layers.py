@@ -35,8 +35,10 @@ Dtype = Any
 # transforms outweigh the saved multiplies: 64x64 maps, 16 to 16 channels,
 # 3.1 ms against 2.4 fwd+bwd; 32 to 32, 1.4 against 1.7). Smaller calls save
 # under a millisecond a step (16x16x64 to 64: 0.70 ms either way) but add
-# 0.5-1 s of compilation per layer, which a short run never earns back; the
-# reference configs' 3x3 convs all do 1.2e9 or more (256px, batch 1).
+# 0.3-0.6 s of compilation per layer (more on a sharded mesh), which a
+# short run never earns back: at 5e7 the demo's 7.5e7 convs would save it
+# about 25 s over 2,400 steps but cost the test suite's 6-step demo run 34
+# s. The reference configs' 3x3 convs all do 1.2e9 or more (256px, batch 1).
 WINOGRAD_MIN_CHANNELS = 32
 WINOGRAD_MIN_MACS = 10**8
 
