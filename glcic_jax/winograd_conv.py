@@ -137,7 +137,7 @@ def _output_tiles_transposed(dy: jax.Array) -> jax.Array:
 _G2 = np.kron(_G, _G).astype(np.float32)
 
 
-def _kernel_tiles(kernel: jax.Array) -> jax.Array:
+def _kernel_tiles(kernel: jax.Array, flipped: bool = False) -> jax.Array:
   """[3, 3, C, O] -> G g G^T as [36, C, O]: one [36, 9] @ [9, C*O] matmul.
 
   As two stages of strided-slice combinations (like the input tiles) it
@@ -145,7 +145,10 @@ def _kernel_tiles(kernel: jax.Array) -> jax.Array:
   the output: 0.21 ms); every Winograd layer transforms its kernel twice
   a step (forward, and flipped for the input gradient)."""
   n_in, n_out = kernel.shape[2:]
-  return jnp.dot(_G2, kernel.reshape(9, n_in * n_out)).reshape(36, n_in, n_out)
+  # The kernel turned by 180 degrees is its 9 taps in reverse order, so
+  # its tiles come from G (x) G's columns reversed, without a copy of it.
+  g2 = _G2[:, ::-1] if flipped else _G2
+  return jnp.dot(g2, kernel.reshape(9, n_in * n_out)).reshape(36, n_in, n_out)
 
 
 def _kernel_tiles_transposed(dv: jax.Array) -> jax.Array:
@@ -190,7 +193,7 @@ def _conv_tiled_bwd(residuals, dy):
   XLA's CPU runtime hands to another thread pool, where it competes with
   the input gradient's ops for the cores)."""
   u, kernel = residuals
-  dx = _forward(dy, _kernel_tiles(kernel[::-1, ::-1]), 2)[0]
+  dx = _forward(dy, _kernel_tiles(kernel, flipped=True), 2)[0]
   dm_t = jnp.swapaxes(_output_tiles_transposed(dy), 1, 2)  # [36, O, P]
   dv_t = _tilewise_matmul(dm_t, u, 2, 1)  # [36, O, C]
   return dx, _kernel_tiles_transposed(jnp.swapaxes(dv_t, 1, 2))
