@@ -42,12 +42,6 @@ Dtype = Any
 WINOGRAD_MIN_CHANNELS = 32
 WINOGRAD_MIN_MACS = 10**8
 
-# Where a dilated conv's 2x2 sub-grids pay as one dense matmul
-# (`_small_subgrid_conv`): 16x16x256 maps with dilation 8, fwd+bwd, 18.8 ms
-# against 29.4 as im2col at 256 sub-grid rows (batch 4), 11.4 against 13.3
-# at 128, but 8.5 against 6.3 at 64 (8x8 maps, dilation 4, batch 4).
-SUBGRID_MIN_ROWS = 128
-
 # mmcv's kaiming_init(mode='fan_out', nonlinearity='relu', distribution=
 # 'normal'): std = sqrt(2 / fan_out), untruncated, with fan_out = k*k*dim0 of
 # the PyTorch weight. For a Conv ([out, in, k, k] in PyTorch, HWIO here) that
@@ -182,40 +176,6 @@ def _row_conv(x, kernel, dilation: int, pad: int):
   return sum(z[:, dilation * i : dilation * i + h, :, i] for i in range(k))
 
 
-def _small_subgrid_conv(x, kernel, dilation: int):
-  """A stride-1 conv whose dilation sub-grids are at most (k+1)/2 wide,
-  as one dense matmul per sub-grid.
-
-  A conv with dilation d and padding d*(k-1)/2 is a padding-(k-1)/2 conv
-  on each of the d x d sub-grids (every d-th pixel). When a sub-grid is
-  g x g with g <= (k+1)/2, every input position reaches every output
-  position through some tap, so the conv is a [g*g*in, g*g*out] matrix of
-  kernel taps and no padding: g*g multiply-adds per output per channel
-  pair, against k*k for im2col (the neck's dilation 16 on a 16x16 map:
-  g = 1, the centre tap alone; dilation 8: g = 2, 4 taps of 9).
-  """
-  k, _, n_in, n_out = kernel.shape
-  b, h, w, _ = x.shape
-  d, c = dilation, (k - 1) // 2
-  gh, gw = -(-h // d), -(-w // d)
-  if max(gh, gw) > c + 1:
-    raise ValueError(f"sub-grids of {gh}x{gw} need taps a {k}x{k} kernel lacks")
-  x = jnp.pad(x, ((0, 0), (0, gh * d - h), (0, gw * d - w), (0, 0)))
-  x = x.reshape(b, gh, d, gw, d, n_in).transpose(0, 2, 4, 1, 3, 5)
-  positions = [(i, j) for i in range(gh) for j in range(gw)]
-  # Block (input p, output q) is the tap reaching q from p: p - q + c.
-  blocks = jnp.stack(
-    [
-      jnp.stack([kernel[p[0] - q[0] + c, p[1] - q[1] + c] for q in positions])
-      for p in positions
-    ]
-  )  # [p, q, in, out]
-  kmat = blocks.transpose(0, 2, 1, 3).reshape(gh * gw * n_in, gh * gw * n_out)
-  y = x.reshape(b * d * d, gh * gw * n_in) @ kmat
-  y = y.reshape(b, d, d, gh, gw, n_out).transpose(0, 3, 1, 4, 2, 5)
-  return y.reshape(b, gh * d, gw * d, n_out)[:, :h, :w]
-
-
 class Conv(nn.Module):
   """`nn.Conv` with PyTorch's symmetric padding `dilation * (k - 1) // 2`
   (XLA's 'SAME' pads stride-2 convs asymmetrically) and a formulation
@@ -224,10 +184,8 @@ class Conv(nn.Module):
   As matmuls, float32 3x3 stride-1 convs use Winograd where it pays
   (`_winograd`); other stride-1 convs use `_row_conv` unless the padding
   is at least a quarter of the map (the wide dilations on small maps, where
-  most row products would land in the padding); of those, the ones whose
-  dilation sub-grids are at most (k+1)/2 wide use `_small_subgrid_conv`
-  (only the taps that reach the map); strided ones and the rest use
-  `_im2col_conv`.
+  most row products would land in the padding); strided ones and those
+  use `_im2col_conv`, without the taps that read only padding.
   Convs reading the 3-4 channel images stay native: their contraction is
   too short for a matmul (enc1 at 256px: 82 ms as rows, 44 ms native).
   """
@@ -260,8 +218,6 @@ class Conv(nn.Module):
       y = winograd_conv3x3(x, kernel, d)
     elif s == 1 and 4 * pad < min(x.shape[1:3]):
       y = _row_conv(x, kernel, d, pad)
-    elif s == 1 and self._small_subgrids(x):
-      y = _small_subgrid_conv(x, kernel, d)
     else:
       y = _im2col_conv(x, kernel, s, d, pad)
     if self.use_bias:
@@ -270,17 +226,6 @@ class Conv(nn.Module):
       )
       y = y + bias.astype(self.dtype)
     return y
-
-  def _small_subgrids(self, x: jax.Array) -> bool:
-    """Stride-1 convs whose dilation sub-grids are 1 pixel, or at most
-    (k+1)/2 wide and numerous enough that the sub-grid matmul has
-    `SUBGRID_MIN_ROWS` rows (with fewer, building and differentiating its
-    (g*g)^2-block kernel costs more than im2col's padding)."""
-    g = -(-max(x.shape[1:3]) // self.dilation)
-    rows = x.shape[0] * self.dilation**2
-    return g == 1 or (
-      g <= (self.kernel_size + 1) // 2 and rows >= SUBGRID_MIN_ROWS
-    )
 
   def _winograd(self, x: jax.Array) -> bool:
     """3x3 stride-1 float32 convs of at least `WINOGRAD_MIN_CHANNELS` in

@@ -148,9 +148,8 @@ def test_generator_parameters_unchanged():
 # (kernel, stride, dilation, input HxW): the discriminators' 5x5 stride 2
 # down to 2x2 maps, the encoder's 3x3 stride 2 on odd sizes, the 5x5 and
 # 3x3 stride-1 convs (row form), dilations whose padding is small (row form)
-# or at least a quarter of the map: im2col form, or the small sub-grid form
-# where the sub-grids are 2 wide and the batch makes 128 sub-grid rows
-# (dilation 8 on 16x16 and 13x9) or 1 pixel (dilation 16, a 1-pixel map).
+# or at least a quarter of the map (im2col form; dilation 16 on 16x16 reads
+# the map through its centre tap alone), and a 1-pixel map.
 CONV_CASES = [
   (5, 2, 1, (8, 8)),
   (5, 2, 1, (5, 7)),
@@ -209,9 +208,8 @@ def test_matmul_conv_picks_its_form():
   """Winograd for float32 3x3 stride-1 convs of at least 32 channels and
   1e8 multiply-adds whose dilation sub-grids hold a 4x4 tile (36 batched
   matmuls); otherwise the row form where padding is small (one matmul with
-  k*out columns), one dense matmul per sub-grid where sub-grids are 1
-  pixel, or 2 wide with 128 of them; im2col elsewhere, native convs on
-  images."""
+  k*out columns), im2col elsewhere (without the taps that read only
+  padding), native convs on images."""
 
   def dot_shapes(stride, dilation, side, n_in=128, n_out=128, dtype=None):
     conv = conv_layers.Conv(
@@ -230,11 +228,11 @@ def test_matmul_conv_picks_its_form():
   assert "-> tensor<66048x96xf32>" in narrow  # rows of the padded map
   bf16 = dot_shapes(1, 1, 32, dtype=jnp.bfloat16)
   assert "-> tensor<1088x384xbf16>" in bf16  # rows
-  # Dilation 16 on 32x32: 256 sub-grids of 2x2, [256, 4*in] @ [4*in, 4*out].
-  assert "(tensor<256x512xf32>, tensor<512x512xf32>)" in dot_shapes(1, 16, 32)
-  # Dilation 8 on 16x16: 64 sub-grids of 2x2, too few: im2col of 9 taps.
-  assert "(tensor<256x1152xf32>, tensor<1152x128xf32>)" in dot_shapes(1, 8, 16)
-  # Dilation 16 on 16x16: 1-pixel sub-grids, the centre tap alone.
+  # im2col: dilation 16 on 32x32 reads the map through all 9 taps, on 16x16
+  # through the centre tap alone.
+  assert "(tensor<1024x1152xf32>, tensor<1152x128xf32>)" in dot_shapes(
+    1, 16, 32
+  )
   assert "(tensor<256x128xf32>, tensor<128x128xf32>)" in dot_shapes(1, 16, 16)
   assert "-> tensor<256x128xf32>" in dot_shapes(2, 1, 32)
   assert not dot_shapes(1, 1, 32, n_in=3)  # images: native conv
