@@ -103,7 +103,7 @@ def _channel_concat(taps: list[jax.Array]) -> jax.Array:
 
 
 def _live_taps(size: int, k: int, stride: int, dilation: int, pad: int):
-  """The kernel offsets along one axis from the first to the last that
+  """Along one axis: the kernel offsets from the first to the last that
   reads the map at least once (the others read only padding: the 5x5
   stride-2 convs on a 2x2 map use 2 of 5), the padding before and after
   that those taps still need, and the output size."""
@@ -128,22 +128,17 @@ def _im2col_conv(x, kernel, stride: int, dilation: int, pad: int):
   rows, top, bottom, ho = _live_taps(h, k, stride, dilation, pad)
   cols, left, right, wo = _live_taps(w, k, stride, dilation, pad)
   x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+  # Where each live tap's first read lands in the (less) padded input.
+  row_starts = [dilation * t - pad + top for t in rows]
+  col_starts = [dilation * t - pad + left for t in cols]
   taps = [
     x[
       :,
-      dilation * dy - pad + top : dilation * dy
-      - pad
-      + top
-      + stride * (ho - 1)
-      + 1 : stride,
-      dilation * dx - pad + left : dilation * dx
-      - pad
-      + left
-      + stride * (wo - 1)
-      + 1 : stride,
+      r : r + stride * (ho - 1) + 1 : stride,
+      c : c + stride * (wo - 1) + 1 : stride,
     ]
-    for dy in rows
-    for dx in cols
+    for r in row_starts
+    for c in col_starts
   ]
   # A slice, not a stack of taps: XLA splits a dot whose operand is a
   # concatenate into one dot per piece (the 64px discriminator step took

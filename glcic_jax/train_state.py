@@ -87,13 +87,18 @@ def create_state(
   )
 
 
-def init_state(config: Any, rng: jax.Array) -> GANState:
-  """Initialises networks (mmagic's init) and optimisers from a config."""
+def init_state(
+  config: Any, rng: jax.Array, partitionable_draws: bool = False
+) -> GANState:
+  """Initialises networks (mmagic's init) and optimisers from a config.
+
+  `partitionable_draws`: see `models.init_variables` (True only for
+  scripts/benchmark_compile.py's baseline)."""
   init_rng, state_rng = jax.random.split(rng)
   generator, discs = models.build_models(config.model)
   size = (config.image_size, config.image_size)
   local = (config.local_size, config.local_size)
   g_vars, d_vars = models.init_variables(
-    generator, discs, init_rng, size, local
+    generator, discs, init_rng, size, local, partitionable_draws
   )
   return create_state(g_vars, d_vars, state_rng, config)

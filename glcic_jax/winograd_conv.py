@@ -6,9 +6,10 @@ about 70% of them), and XLA already runs its matmuls near the machine's
 peak, so the only way to a faster step is fewer multiplies. F(4x4, 3x3)
 (Lavin and Gray, 2016) computes each 4x4 output tile from a 6x6 input tile
 with 36 products per channel pair instead of 144: 4x fewer multiply-adds,
-as 36 independent [tiles, in] @ [in, out] matmuls. The transforms are
-linear combinations of strided slices with constant coefficients, which
-XLA fuses into a few loops.
+as 36 independent [tiles, in] @ [in, out] matmuls. The input and output
+transforms are linear combinations of strided slices with constant
+coefficients, which XLA fuses into a few loops; the kernel's is one small
+matmul.
 
 The backward pass is written out (`jax.custom_vjp`), not differentiated:
 autodiff would scatter gradients back through the overlapping input tiles

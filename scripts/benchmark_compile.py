@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from absl import app, flags
 from ml_collections import config_flags
 
-from glcic_jax import conv_layers, models, train_state
+from glcic_jax import conv_layers, train_state
 from glcic_jax import train_steps as ts
 
 FLAGS = flags.FLAGS
@@ -48,20 +48,6 @@ def compile_seconds(fn, *args, repeats: int) -> float:
     lowered.compile()
     times.append(time.perf_counter() - start)
   return statistics.median(times)
-
-
-def partitionable_init(config, rng: jax.Array):
-  """`train_state.init_state` with the variables drawn by JAX's default
-  threefry (the baseline of `models.init_variables`' classic one)."""
-  init_rng, state_rng = jax.random.split(rng)
-  g_vars, d_vars = models.init_variables(
-    *models.build_models(config.model),
-    init_rng,
-    (config.image_size, config.image_size),
-    (config.local_size, config.local_size),
-    partitionable_draws=True,
-  )
-  return train_state.create_state(g_vars, d_vars, state_rng, config)
 
 
 def abstract_batch(config, n: int) -> dict:
@@ -85,7 +71,11 @@ def main(argv):
         functools.partial(train_state.init_state, config), key, repeats=repeats
       ),
       compile_seconds(
-        functools.partial(partitionable_init, config), key, repeats=repeats
+        functools.partial(
+          train_state.init_state, config, partitionable_draws=True
+        ),
+        key,
+        repeats=repeats,
       ),
     )
   ]
