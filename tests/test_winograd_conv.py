@@ -86,6 +86,23 @@ def test_winograd_conv_is_accurate_at_the_models_widths():
   assert err < 5e-6, err
 
 
+def test_input_tile_transpose_is_the_adjoint_of_the_input_tiles():
+  """The backward pass overlap-adds gradient tiles through B by hand; it
+  must equal autodiff's transpose of `_input_tiles` (2x3 tiles: interior
+  overlaps in both directions and the cut padding ring)."""
+  rng = np.random.default_rng(2)
+  x = rng.standard_normal((2, 8, 12, 5)).astype(np.float32)
+  tiles, vjp = jax.vjp(winograd_conv._input_tiles, x)
+  assert tiles.shape == (36, 2 * 2 * 3, 5)
+  du = rng.standard_normal(tiles.shape).astype(np.float32)
+  got = winograd_conv._input_tiles_transposed(du, 2, 2, 3)
+  want = vjp(du)[0]
+  assert got.shape == x.shape
+  np.testing.assert_allclose(
+    got, want, atol=2e-6 * float(jnp.max(jnp.abs(want)))
+  )
+
+
 def test_winograd_rejects_other_kernels():
   x, k5 = jnp.zeros((1, 8, 8, 2)), jnp.zeros((5, 5, 2, 2))
   with pytest.raises(ValueError, match="3x3 kernel"):
