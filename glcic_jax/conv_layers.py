@@ -41,7 +41,6 @@ Dtype = Any
 # s. The reference configs' 3x3 convs all do 1.2e9 or more (256px, batch 1).
 WINOGRAD_MIN_CHANNELS = 32
 WINOGRAD_MIN_MACS = 10**8
-NARROW_STRIDED_MAX_CHANNELS = 64  # see Conv._narrow_strided
 
 # mmcv's kaiming_init(mode='fan_out', nonlinearity='relu', distribution=
 # 'normal'): std = sqrt(2 / fan_out), untruncated, with fan_out = k*k*dim0 of
@@ -212,9 +211,7 @@ class Conv(nn.Module):
   most row products would land in the padding); strided ones and those
   use `_im2col_conv`, without the taps that read only padding.
   Convs reading the 3-4 channel images stay native: their contraction is
-  too short for a matmul (enc1 at 256px: 82 ms as rows, 44 ms native);
-  so do the discriminators' 5x5 stride-2 convs of 64 channels or fewer
-  on maps of 16 or more (`_narrow_strided`).
+  too short for a matmul (enc1 at 256px: 82 ms as rows, 44 ms native).
   """
 
   features: int
@@ -239,7 +236,7 @@ class Conv(nn.Module):
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     pad = d * (k - 1) // 2
     matmul = matmul_convs_default() if self.matmul is None else self.matmul
-    if not matmul or x.shape[-1] <= 4 or self._narrow_strided(x):
+    if not matmul or x.shape[-1] <= 4:
       y = _native_conv(x, kernel, s, d, pad)
     elif self._winograd(x):
       y = winograd_conv3x3(x, kernel, d)
@@ -253,19 +250,6 @@ class Conv(nn.Module):
       )
       y = y + bias.astype(self.dtype)
     return y
-
-  def _narrow_strided(self, x: jax.Array) -> bool:
-    """5x5 stride-2 convs reading at most 64 channels on maps of 16 or
-    more: XLA's native conv beats the patches there (forward+backward,
-    the 256px global conv2, 128²x64: 48.5 ms against 76.9, and faster on
-    both earlier machines; the demo's 32²x16: 2.8 against 4.2), not on
-    smaller maps (8²x64, batch 8: 6.6 against 1.5) or wider inputs
-    (64²x128: 39.6 against 37.0)."""
-    return (
-      (self.kernel_size, self.stride) == (5, 2)
-      and x.shape[-1] <= NARROW_STRIDED_MAX_CHANNELS
-      and min(x.shape[1:3]) >= 16
-    )
 
   def _winograd(self, x: jax.Array) -> bool:
     """3x3 stride-1 float32 convs of at least `WINOGRAD_MIN_CHANNELS` in
