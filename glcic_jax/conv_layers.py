@@ -2,9 +2,8 @@
 backend runs fastest.
 
 The parameters are always those of `nn.Conv` ([k, k, in, out] `kernel`,
-optional `bias`) and of `nn.ConvTranspose(transpose_kernel=True)`
-([4, 4, out, in]), so checkpoints and `interop` never depend on the
-formulation. On GPUs and TPUs the layers are XLA's native convolutions (what
+optional `bias`), so checkpoints and `interop` never depend on the
+formulation (the transposed convs, likewise: `subpixel_conv`). On GPUs and TPUs the layers are XLA's native convolutions (what
 cuDNN and PyTorch run). On the CPU backend float32 3x3 stride-1 convs large
 enough to pay for it run as Winograd F(4x4, 3x3) (`winograd_conv`: 4x fewer
 multiplies, which the generator step is bound by), and the others as
@@ -41,6 +40,13 @@ Dtype = Any
 # s. The reference configs' 3x3 convs all do 1.2e9 or more (256px, batch 1).
 WINOGRAD_MIN_CHANNELS = 32
 WINOGRAD_MIN_MACS = 10**8
+NARROW_STRIDED_MAX_CHANNELS = 64  # see Conv._narrow_strided
+
+# Where a dilated conv's 2x2 sub-grids pay as one dense matmul
+# (`_small_subgrid_conv`): 16x16x256 maps with dilation 8, fwd+bwd, 18.8 ms
+# against 29.4 as im2col at 256 sub-grid rows (batch 4), 11.4 against 13.3
+# at 128, but 8.5 against 6.3 at 64 (8x8 maps, dilation 4, batch 4).
+SUBGRID_MIN_ROWS = 128
 
 # mmcv's kaiming_init(mode='fan_out', nonlinearity='relu', distribution=
 # 'normal'): std = sqrt(2 / fan_out), untruncated, with fan_out = k*k*dim0 of
@@ -200,6 +206,40 @@ def _row_conv(x, kernel, dilation: int, pad: int):
   return sum(z[:, dilation * i : dilation * i + h, :, i] for i in range(k))
 
 
+def _small_subgrid_conv(x, kernel, dilation: int):
+  """A stride-1 conv whose dilation sub-grids are at most (k+1)/2 wide,
+  as one dense matmul per sub-grid.
+
+  A conv with dilation d and padding d*(k-1)/2 is a padding-(k-1)/2 conv
+  on each of the d x d sub-grids (every d-th pixel). When a sub-grid is
+  g x g with g <= (k+1)/2, every input position reaches every output
+  position through some tap, so the conv is a [g*g*in, g*g*out] matrix of
+  kernel taps and no padding: g*g multiply-adds per output per channel
+  pair, against k*k for im2col (the neck's dilation 16 on a 16x16 map:
+  g = 1, the centre tap alone; dilation 8: g = 2, 4 taps of 9).
+  """
+  k, _, n_in, n_out = kernel.shape
+  b, h, w, _ = x.shape
+  d, c = dilation, (k - 1) // 2
+  gh, gw = -(-h // d), -(-w // d)
+  if max(gh, gw) > c + 1:
+    raise ValueError(f"sub-grids of {gh}x{gw} need taps a {k}x{k} kernel lacks")
+  x = jnp.pad(x, ((0, 0), (0, gh * d - h), (0, gw * d - w), (0, 0)))
+  x = x.reshape(b, gh, d, gw, d, n_in).transpose(0, 2, 4, 1, 3, 5)
+  positions = [(i, j) for i in range(gh) for j in range(gw)]
+  # Block (input p, output q) is the tap reaching q from p: p - q + c.
+  blocks = jnp.stack(
+    [
+      jnp.stack([kernel[p[0] - q[0] + c, p[1] - q[1] + c] for q in positions])
+      for p in positions
+    ]
+  )  # [p, q, in, out]
+  kmat = blocks.transpose(0, 2, 1, 3).reshape(gh * gw * n_in, gh * gw * n_out)
+  y = x.reshape(b * d * d, gh * gw * n_in) @ kmat
+  y = y.reshape(b, d, d, gh, gw, n_out).transpose(0, 3, 1, 4, 2, 5)
+  return y.reshape(b, gh * d, gw * d, n_out)[:, :h, :w]
+
+
 class Conv(nn.Module):
   """`nn.Conv` with PyTorch's symmetric padding `dilation * (k - 1) // 2`
   (XLA's 'SAME' pads stride-2 convs asymmetrically) and a formulation
@@ -208,10 +248,14 @@ class Conv(nn.Module):
   As matmuls, float32 3x3 stride-1 convs use Winograd where it pays
   (`_winograd`); other stride-1 convs use `_row_conv` unless the padding
   is at least a quarter of the map (the wide dilations on small maps, where
-  most row products would land in the padding); strided ones and those
-  use `_im2col_conv`, without the taps that read only padding.
+  most row products would land in the padding); of those, the ones whose
+  dilation sub-grids are at most (k+1)/2 wide use `_small_subgrid_conv`
+  (only the taps that reach the map); strided ones and the rest use
+  `_im2col_conv`.
   Convs reading the 3-4 channel images stay native: their contraction is
-  too short for a matmul (enc1 at 256px: 82 ms as rows, 44 ms native).
+  too short for a matmul (enc1 at 256px: 82 ms as rows, 44 ms native);
+  so do the discriminators' 5x5 stride-2 convs of 64 channels or fewer
+  on maps of 16 or more (`_narrow_strided`).
   """
 
   features: int
@@ -236,12 +280,14 @@ class Conv(nn.Module):
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     pad = d * (k - 1) // 2
     matmul = matmul_convs_default() if self.matmul is None else self.matmul
-    if not matmul or x.shape[-1] <= 4:
+    if not matmul or x.shape[-1] <= 4 or self._narrow_strided(x):
       y = _native_conv(x, kernel, s, d, pad)
     elif self._winograd(x):
       y = winograd_conv3x3(x, kernel, d)
     elif s == 1 and 4 * pad < min(x.shape[1:3]):
       y = _row_conv(x, kernel, d, pad)
+    elif s == 1 and self._small_subgrids(x):
+      y = _small_subgrid_conv(x, kernel, d)
     else:
       y = _im2col_conv(x, kernel, s, d, pad)
     if self.use_bias:
@@ -250,6 +296,30 @@ class Conv(nn.Module):
       )
       y = y + bias.astype(self.dtype)
     return y
+
+  def _small_subgrids(self, x: jax.Array) -> bool:
+    """Stride-1 convs whose dilation sub-grids are 1 pixel, or at most
+    (k+1)/2 wide and numerous enough that the sub-grid matmul has
+    `SUBGRID_MIN_ROWS` rows (with fewer, building and differentiating its
+    (g*g)^2-block kernel costs more than im2col's padding)."""
+    g = -(-max(x.shape[1:3]) // self.dilation)
+    rows = x.shape[0] * self.dilation**2
+    return g == 1 or (
+      g <= (self.kernel_size + 1) // 2 and rows >= SUBGRID_MIN_ROWS
+    )
+
+  def _narrow_strided(self, x: jax.Array) -> bool:
+    """5x5 stride-2 convs reading at most 64 channels on maps of 16 or
+    more: XLA's native conv beats the patches there (forward+backward,
+    the 256px global conv2, 128²x64: 48.5 ms against 76.9, and faster on
+    both earlier machines; the demo's 32²x16: 2.8 against 4.2), not on
+    smaller maps (8²x64, batch 8: 6.6 against 1.5) or wider inputs
+    (64²x128: 39.6 against 37.0)."""
+    return (
+      (self.kernel_size, self.stride) == (5, 2)
+      and x.shape[-1] <= NARROW_STRIDED_MAX_CHANNELS
+      and min(x.shape[1:3]) >= 16
+    )
 
   def _winograd(self, x: jax.Array) -> bool:
     """3x3 stride-1 float32 convs of at least `WINOGRAD_MIN_CHANNELS` in
@@ -264,102 +334,3 @@ class Conv(nn.Module):
       and macs >= WINOGRAD_MIN_MACS
       and min(x.shape[1:3]) >= 4 * self.dilation
     )
-
-
-# Sub-pixel taps of ConvTranspose2d(k=4, s=2, p=1): output row 2m+a reads
-# input rows m-1+a and m+a through kernel rows _PHASE_ROWS[a]:
-#   a=0: y[2m] = x[m-1] W[3] + x[m] W[1];  a=1: y[2m+1] = x[m] W[2] + x[m+1] W[0]
-# With the input padded by 1 (xp[i] = x[i-1]), phase a at output m reads the
-# 2x2 window of xp starting at row m+a; window row t uses kernel row
-# _PHASE_ROWS[a][t]. Columns likewise.
-_PHASE_ROWS = ((3, 1), (2, 0))
-
-
-def subpixel_patch_kernel(kernel: jax.Array) -> jax.Array:
-  """[4, 4, out, in] transposed-conv kernel -> [(ty, tx, in), (a, b, out)].
-
-  Row (ty, tx, i) multiplies input channel i at window offset (ty, tx) of
-  the padded input; column (a, b, o) is output channel o of phase (a, b).
-  Static slices only (no gather/scatter in the kernel's gradient).
-  """
-  _, _, n_out, n_in = kernel.shape
-  taps = [
-    jnp.stack(
-      [
-        kernel[_PHASE_ROWS[a][ty], _PHASE_ROWS[b][tx]]
-        for a in (0, 1)
-        for b in (0, 1)
-      ]
-    )  # [phase, out, in]
-    for ty in (0, 1)
-    for tx in (0, 1)
-  ]
-  k = jnp.stack(taps)  # [tap, phase, out, in]
-  return k.transpose(0, 3, 1, 2).reshape(4 * n_in, 4 * n_out)
-
-
-def _subpixel_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """ConvTranspose2d(k=4, s=2, p=1) as one matmul over 2x2 patches.
-
-  z = patches(pad(x)) @ K gives, at each of the (H+1) x (W+1) windows, the
-  four phases' outputs; phase (a, b) at output (m, n) is window (m+a, n+b).
-  That is (H+1)(W+1)/(HW) times the useful multiply-adds: 13% extra at
-  16x16, 3% at 64x64 (a sub-pixel 3x3 conv would do 2.25x).
-  """
-  b, h, w, n_in = x.shape
-  n_out = kernel.shape[2]
-  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  patches = _channel_concat(
-    [xp[:, ty : ty + h + 1, tx : tx + w + 1] for ty in (0, 1) for tx in (0, 1)]
-  )
-  z = patches.reshape(-1, 4 * n_in) @ subpixel_patch_kernel(kernel)
-  z = z.reshape(b, h + 1, w + 1, 2, 2, n_out)
-  rows = [
-    jnp.stack([z[:, a : a + h, c : c + w, a, c] for c in (0, 1)], axis=3)
-    for a in (0, 1)
-  ]  # each [B, H, W, 2 (column phase), out]
-  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, n_out)
-
-
-def _native_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """What `nn.ConvTranspose(transpose_kernel=True)` computes (cuDNN's and
-  PyTorch's algorithm on GPUs: an input-dilated convolution)."""
-  return jax.lax.conv_transpose(
-    x,
-    kernel,
-    strides=(2, 2),
-    padding=((2, 2), (2, 2)),
-    dimension_numbers=("NHWC", "HWIO", "NHWC"),
-    transpose_kernel=True,
-  )
-
-
-class SubPixelConvTranspose(nn.Module):
-  """PyTorch's ConvTranspose2d(k=4, s=2, p=1) from the [4, 4, out, in]
-  kernel that `nn.ConvTranspose(transpose_kernel=True)` holds.
-
-  As a matmul (`matmul=None`: on the CPU backend) every output phase of
-  this layer reads a 2x2 input window, so one matmul over 2x2 patches
-  computes all four phases.
-  """
-
-  features: int
-  use_bias: bool = False
-  dtype: Dtype = jnp.float32
-  matmul: bool | None = None
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    n_in = x.shape[-1]
-    kernel = self.param(
-      "kernel", conv_kernel_init, (4, 4, self.features, n_in), jnp.float32
-    )
-    matmul = matmul_convs_default() if self.matmul is None else self.matmul
-    fn = _subpixel_matmul if matmul else _native_conv_transpose
-    y = fn(x.astype(self.dtype), kernel.astype(self.dtype))
-    if self.use_bias:
-      bias = self.param(
-        "bias", nn.initializers.zeros, (self.features,), jnp.float32
-      )
-      y = y + bias.astype(self.dtype)
-    return y

@@ -18,7 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from glcic_jax.conv_layers import Conv, SubPixelConvTranspose
+from glcic_jax.conv_layers import Conv
+from glcic_jax.subpixel_conv import SubPixelConvTranspose
 
 Dtype = Any
 

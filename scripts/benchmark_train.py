@@ -38,7 +38,14 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from glcic_jax import config_base, conv_layers, models, sharding, train_state  # noqa: E402
+from glcic_jax import (  # noqa: E402
+  config_base,
+  conv_layers,
+  models,
+  sharding,
+  subpixel_conv,
+  train_state,
+)
 from glcic_jax import train_steps as ts  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Config.", lock_config=True)
@@ -255,7 +262,9 @@ def _jax_layer(spec, dtype, n: int, matmul: bool) -> Callable[[], None]:
   if kind == "bn":
     module = models.BatchNorm(dtype=dtype)
   elif kind == "tconv":
-    module = conv_layers.SubPixelConvTranspose(cout, dtype=dtype, matmul=matmul)
+    module = subpixel_conv.SubPixelConvTranspose(
+      cout, dtype=dtype, matmul=matmul
+    )
   else:
     module = conv_layers.Conv(cout, k, stride, dil, dtype=dtype, matmul=matmul)
   args = (True,) if kind == "bn" else ()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from glcic_jax import conv_layers, interop, models
+from glcic_jax import conv_layers, interop, models, subpixel_conv
 from tests import torch_reference as ref
 
 
@@ -51,7 +51,7 @@ def test_transposed_conv_equals_conv_transpose_and_pytorch(matmul, size):
   )
   y_ref, g_ref = _value_and_grads(reference, kernel, x)
   y, g = _value_and_grads(
-    conv_layers.SubPixelConvTranspose(5, matmul=matmul), kernel, x
+    subpixel_conv.SubPixelConvTranspose(5, matmul=matmul), kernel, x
   )
   assert y.shape == (2, 2 * size[0], 2 * size[1], 5)
   np.testing.assert_allclose(y, y_ref, atol=1e-5)
@@ -86,7 +86,7 @@ def test_subpixel_patch_kernel_places_every_tap_once():
   """Each of the 16 kernel taps lands in exactly one (window tap, phase)
   block, so the matmul does no spurious work and misses none."""
   kernel = jnp.arange(16.0).reshape(4, 4, 1, 1) + 1
-  k = np.asarray(conv_layers.subpixel_patch_kernel(kernel))
+  k = np.asarray(subpixel_conv.subpixel_patch_kernel(kernel))
   assert k.shape == (4, 4)
   assert sorted(k.ravel().tolist()) == list(range(1, 17))
 
@@ -95,7 +95,7 @@ def test_subpixel_patch_kernel_places_every_tap_once():
 @pytest.mark.parametrize(
   "make",
   [
-    lambda m: conv_layers.SubPixelConvTranspose(4, True, jnp.bfloat16, m),
+    lambda m: subpixel_conv.SubPixelConvTranspose(4, True, jnp.bfloat16, m),
     lambda m: conv_layers.Conv(4, 3, 1, 1, True, jnp.bfloat16, m),
     lambda m: conv_layers.Conv(4, 5, 2, 1, True, jnp.bfloat16, m),
     lambda m: conv_layers.Conv(4, 3, 1, 2, True, jnp.bfloat16, m),
@@ -148,8 +148,9 @@ def test_generator_parameters_unchanged():
 # (kernel, stride, dilation, input HxW): the discriminators' 5x5 stride 2
 # down to 2x2 maps, the encoder's 3x3 stride 2 on odd sizes, the 5x5 and
 # 3x3 stride-1 convs (row form), dilations whose padding is small (row form)
-# or at least a quarter of the map (im2col form; dilation 16 on 16x16 reads
-# the map through its centre tap alone), and a 1-pixel map.
+# or at least a quarter of the map: im2col form, or the small sub-grid form
+# where the sub-grids are 2 wide and the batch makes 128 sub-grid rows
+# (dilation 8 on 16x16 and 13x9) or 1 pixel (dilation 16, a 1-pixel map).
 CONV_CASES = [
   (5, 2, 1, (8, 8)),
   (5, 2, 1, (5, 7)),
@@ -210,8 +211,9 @@ def test_matmul_conv_picks_its_form():
   """Winograd for float32 3x3 stride-1 convs of at least 32 channels and
   1e8 multiply-adds whose dilation sub-grids hold a 4x4 tile (36 batched
   matmuls); otherwise the row form where padding is small (one matmul with
-  k*out columns), im2col elsewhere (without the taps that read only
-  padding), native convs on images."""
+  k*out columns), one dense matmul per sub-grid where sub-grids are 1
+  pixel, or 2 wide with 128 of them; im2col elsewhere, native convs on
+  images and for narrow 5x5 stride-2 convs."""
 
   def dot_shapes(stride, dilation, side, n_in=128, n_out=128, dtype=None, k=3):
     conv = conv_layers.Conv(
@@ -230,17 +232,22 @@ def test_matmul_conv_picks_its_form():
   assert "-> tensor<66048x96xf32>" in narrow  # rows of the padded map
   bf16 = dot_shapes(1, 1, 32, dtype=jnp.bfloat16)
   assert "-> tensor<1088x384xbf16>" in bf16  # rows
-  # im2col: dilation 16 on 32x32 reads the map through all 9 taps, on 16x16
-  # through the centre tap alone.
-  assert "(tensor<1024x1152xf32>, tensor<1152x128xf32>)" in dot_shapes(
-    1, 16, 32
-  )
+  # Dilation 16 on 32x32: 256 sub-grids of 2x2, [256, 4*in] @ [4*in, 4*out].
+  assert "(tensor<256x512xf32>, tensor<512x512xf32>)" in dot_shapes(1, 16, 32)
+  # Dilation 8 on 16x16: 64 sub-grids of 2x2, too few: im2col of 9 taps.
+  assert "(tensor<256x1152xf32>, tensor<1152x128xf32>)" in dot_shapes(1, 8, 16)
+  # Dilation 16 on 16x16: 1-pixel sub-grids, the centre tap alone.
   assert "(tensor<256x128xf32>, tensor<128x128xf32>)" in dot_shapes(1, 16, 16)
   assert "-> tensor<256x128xf32>" in dot_shapes(2, 1, 32)
   assert not dot_shapes(1, 1, 32, n_in=3)  # images: native conv
-  # 5x5 stride 2 (im2col over the space-to-depth view), narrow inputs too.
-  assert "(tensor<64x1600xf32>, tensor<1600x128xf32>)" in dot_shapes(
-    2, 1, 16, n_in=64, k=5
+  # 5x5 stride 2: native on maps of 16 or more reading 64 channels or
+  # fewer, im2col (over the space-to-depth view) otherwise.
+  assert not dot_shapes(2, 1, 16, n_in=64, k=5)
+  assert "(tensor<64x3200xf32>, tensor<3200x128xf32>)" in dot_shapes(
+    2, 1, 16, k=5
+  )
+  assert "(tensor<16x1600xf32>, tensor<1600x128xf32>)" in dot_shapes(
+    2, 1, 8, n_in=64, k=5
   )
 
 
