@@ -3,8 +3,9 @@ backend runs fastest.
 
 The parameters are always those of `nn.Conv` ([k, k, in, out] `kernel`,
 optional `bias`), so checkpoints and `interop` never depend on the
-formulation (the transposed convs, likewise: `subpixel_conv`). On GPUs and TPUs the layers are XLA's native convolutions (what
-cuDNN and PyTorch run). On the CPU backend float32 3x3 stride-1 convs large
+formulation (the transposed convs, likewise: `subpixel_conv`). On GPUs
+and TPUs the layers are XLA's native convolutions (what cuDNN and PyTorch
+run). On the CPU backend float32 3x3 stride-1 convs large
 enough to pay for it run as Winograd F(4x4, 3x3) (`winograd_conv`: 4x fewer
 multiplies, which the generator step is bound by), and the others as
 matmuls over patches:
@@ -95,7 +96,7 @@ def _native_conv(x, kernel, stride: int, dilation: int, pad: int):
   )
 
 
-def _channel_concat(taps: list[jax.Array]) -> jax.Array:
+def channel_concat(taps: list[jax.Array]) -> jax.Array:
   """`jnp.concatenate(taps, axis=-1)`, built as stack-and-reshape.
 
   XLA's CPU backend leaves a concatenate along the minor dimension unfused:
@@ -181,7 +182,7 @@ def _im2col_conv(x, kernel, stride: int, dilation: int, pad: int):
   kernel = kernel[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
   # A 2-D matmul: XLA's CPU backend turns a batched-spatial dot_general's
   # gradient into transposing copies that cost as much as the matmul.
-  patches = _channel_concat(taps).reshape(-1, len(rows) * len(cols) * n_in)
+  patches = channel_concat(taps).reshape(-1, len(rows) * len(cols) * n_in)
   y = patches @ kernel.reshape(-1, n_out)
   return y.reshape(b, ho, wo, n_out)
 
@@ -198,7 +199,7 @@ def _row_conv(x, kernel, dilation: int, pad: int):
   k, _, n_in, n_out = kernel.shape
   b, h, w, _ = x.shape
   x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-  rows = _channel_concat(
+  rows = channel_concat(
     [x[:, :, dilation * j : dilation * j + w] for j in range(k)]
   )  # [B, H + 2 pad, W, (col tap, in)]
   kmat = kernel.transpose(1, 2, 0, 3).reshape(k * n_in, k * n_out)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from glcic_jax.conv_layers import (
   Dtype,
-  _channel_concat,
+  channel_concat,
   conv_kernel_init,
   matmul_convs_default,
 )
@@ -65,7 +65,7 @@ def _subpixel_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
   b, h, w, n_in = x.shape
   n_out = kernel.shape[2]
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  patches = _channel_concat(
+  patches = channel_concat(
     [xp[:, ty : ty + h + 1, tx : tx + w + 1] for ty in (0, 1) for tx in (0, 1)]
   )
   z = patches.reshape(-1, 4 * n_in) @ subpixel_patch_kernel(kernel)
