@@ -31,16 +31,18 @@ from glcic_jax.winograd_conv import winograd_conv3x3
 
 Dtype = Any
 
-# Where Winograd pays on the CPU. Narrower layers run faster as rows (the
+# Where Winograd pays on the CPU, counted per device (the share of the
+# batch one device runs). Narrower layers run faster as rows (the
 # transforms outweigh the saved multiplies: 64x64 maps, 16 to 16 channels,
 # 3.1 ms against 2.4 fwd+bwd; 32 to 32, 1.4 against 1.7). Smaller calls save
-# under a millisecond a step (16x16x64 to 64: 0.70 ms either way) but add
-# 0.3-0.6 s of compilation per layer (more on a sharded mesh), which a
-# short run never earns back: at 5e7 the demo's 7.5e7 convs would save it
-# about 25 s over 2,400 steps but cost the test suite's 6-step demo run 34
-# s. The reference configs' 3x3 convs all do 1.2e9 or more (256px, batch 1).
+# little a step but add 0.3-0.6 s of compilation per layer, which a short
+# run never earns back. The demo's 3x3 convs of 32-64 channels (7.5e7 on
+# one device, batch 8) fwd+bwd: 16x16x64 4.2 ms against 7.4 as rows,
+# 32x32x32 4.8 against 6.9 (its generator step 1.17x faster); the test
+# suite's demo run (1 image on each of 8 devices) stays on rows. The
+# reference configs' 3x3 convs all do 1.2e9 or more (256px, batch 1).
 WINOGRAD_MIN_CHANNELS = 32
-WINOGRAD_MIN_MACS = 10**8
+WINOGRAD_MIN_MACS = 5 * 10**7
 NARROW_STRIDED_MAX_CHANNELS = 64  # see Conv._narrow_strided
 
 # Where a dilated conv's 2x2 sub-grids pay as one dense matmul
@@ -83,6 +85,13 @@ def native_convs() -> Iterator[None]:
     yield
   finally:
     _native_everywhere = before
+
+
+def devices_sharing_batch() -> int:
+  """How many devices split the batch being traced: the size of JAX's
+  abstract mesh (`sharding.traced_on_mesh` sets it around the jitted
+  steps), 1 outside one."""
+  return jax.sharding.get_abstract_mesh().size or 1
 
 
 def _native_conv(x, kernel, stride: int, dilation: int, pad: int):
@@ -324,10 +333,11 @@ class Conv(nn.Module):
 
   def _winograd(self, x: jax.Array) -> bool:
     """3x3 stride-1 float32 convs of at least `WINOGRAD_MIN_CHANNELS` in
-    and out and `WINOGRAD_MIN_MACS` multiply-adds per call (of the traced,
-    global batch), whose dilation sub-grids hold a whole 4x4 tile."""
+    and out and `WINOGRAD_MIN_MACS` multiply-adds per call and device,
+    whose dilation sub-grids hold a whole 4x4 tile."""
     n_in = x.shape[-1]
-    macs = math.prod(x.shape[:3]) * n_in * self.features * 9
+    per_device = -(-x.shape[0] // devices_sharing_batch())
+    macs = per_device * math.prod(x.shape[1:3]) * n_in * self.features * 9
     return (
       (self.kernel_size, self.stride) == (3, 1)
       and jnp.dtype(self.dtype) == jnp.float32

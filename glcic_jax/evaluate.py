@@ -69,7 +69,9 @@ def _jitted_eval_step(generator: models.Generator, mesh: Mesh, shown: int):
   """One compiled step per (network, mesh, grid size): periodic evaluation
   during training reuses it instead of tracing and compiling every time."""
   return jax.jit(
-    functools.partial(_eval_step, generator, shown=shown),
+    sharding.traced_on_mesh(
+      functools.partial(_eval_step, generator, shown=shown), mesh
+    ),
     out_shardings=sharding.replicated(mesh),
   )
 

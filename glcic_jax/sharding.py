@@ -9,6 +9,7 @@ declares shardings.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -71,6 +72,24 @@ def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
     )
 
 
+def traced_on_mesh(fn: Callable, mesh: Mesh) -> Callable:
+  """`fn`, traced with `mesh` as JAX's abstract mesh.
+
+  Layers can then tell how many devices split the batch they trace
+  (`conv_layers.devices_sharing_batch`): a jitted step traces the global
+  batch, but each device runs its share, and the CPU's conv forms pay or
+  not by that share. The program is otherwise the same (the batch stays
+  split by the jit's shardings).
+  """
+
+  @functools.wraps(fn)
+  def on_mesh(*args, **kwargs):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return fn(*args, **kwargs)
+
+  return on_mesh
+
+
 def jit_step(step_fn: Callable, mesh: Mesh, state: Any) -> Callable:
   """`jax.jit` of a `(state, batch) -> (state, metrics)` step on the mesh.
 
@@ -79,7 +98,7 @@ def jit_step(step_fn: Callable, mesh: Mesh, state: Any) -> Callable:
   """
   s_sharding = state_sharding(mesh, state)
   return jax.jit(
-    step_fn,
+    traced_on_mesh(step_fn, mesh),
     in_shardings=(s_sharding, batch_sharded(mesh)),
     out_shardings=(s_sharding, replicated(mesh)),
     donate_argnums=0,

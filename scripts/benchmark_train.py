@@ -56,6 +56,9 @@ flags.DEFINE_string("json", None, "Write the results here.")
 flags.DEFINE_bool("torch", True, "Also time PyTorch in the same run.")
 flags.DEFINE_bool("layers", False, "Also time each layer kind (fwd+bwd).")
 flags.DEFINE_integer(
+  "settle", 1, "Untimed calls before each timed one (see `interleaved`)."
+)
+flags.DEFINE_integer(
   "peak_size", 4096, "Side of the square matmul that measures the peak."
 )
 FLAGS = flags.FLAGS
@@ -94,18 +97,28 @@ def random_batch(config, n: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def interleaved(
-  fns: dict[str, Callable[[], None]], steps: int, warmup: int
+  fns: dict[str, Callable[[], None]], steps: int, warmup: int, settle=None
 ) -> dict[str, list[float]]:
   """Per-call seconds of each fn, alternating fns every round.
 
-  Each fn must block until its device work is done.
+  Each fn must block until its device work is done. In every round each
+  fn first runs `settle` untimed calls (default `--settle`), then one
+  timed call, so the timed call follows one of its own, as in training.
+  A call right after the other framework's pays for the switch: PyTorch's
+  OpenMP workers keep spinning for a while after each parallel region
+  (a 3.0 ms JAX layer took 7.6 ms right after a PyTorch one), and after
+  an idle pause they have to be woken (a 5.1 ms PyTorch layer took 14.3
+  ms after a 20 ms pause).
   """
+  settle = FLAGS.settle if settle is None else settle
   for _ in range(warmup):
     for fn in fns.values():
       fn()
   times: dict[str, list[float]] = {name: [] for name in fns}
   for _ in range(steps):
     for name, fn in fns.items():
+      for _ in range(settle):
+        fn()
       t0 = time.perf_counter()
       fn()
       times[name].append(time.perf_counter() - t0)
@@ -116,7 +129,9 @@ def matmul_peak(dtype, n: int = 4096) -> float:
   """Measured dense matmul FLOP/s on the default device (best of 3)."""
   a = jnp.ones((n, n), dtype)
   f = jax.jit(lambda a: a @ a)
-  t = interleaved({"mm": lambda: f(a).block_until_ready()}, 3, 1)["mm"]
+  t = interleaved({"mm": lambda: f(a).block_until_ready()}, 3, 1, settle=0)[
+    "mm"
+  ]
   return 2 * n**3 / min(t)
 
 

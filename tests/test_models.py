@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from glcic_jax import conv_layers, interop, models, subpixel_conv
+from glcic_jax import conv_layers, interop, models, sharding, subpixel_conv
 from tests import torch_reference as ref
 
 
@@ -209,25 +209,40 @@ def test_matmul_conv_equals_xla_conv(k, stride, dilation, size, use_bias):
 
 def test_matmul_conv_picks_its_form():
   """Winograd for float32 3x3 stride-1 convs of at least 32 channels and
-  1e8 multiply-adds whose dilation sub-grids hold a 4x4 tile (36 batched
+  5e7 multiply-adds per device whose dilation sub-grids hold a 4x4 tile (36 batched
   matmuls); otherwise the row form where padding is small (one matmul with
   k*out columns), one dense matmul per sub-grid where sub-grids are 1
   pixel, or 2 wide with 128 of them; im2col elsewhere, native convs on
   images and for narrow 5x5 stride-2 convs."""
 
-  def dot_shapes(stride, dilation, side, n_in=128, n_out=128, dtype=None, k=3):
+  def dot_shapes(
+    stride,
+    dilation,
+    side,
+    n_in=128,
+    n_out=128,
+    dtype=None,
+    k=3,
+    batch=1,
+    devices=1,
+  ):
     conv = conv_layers.Conv(
       n_out, k, stride, dilation, dtype=dtype or jnp.float32, matmul=True
     )
-    x = jnp.zeros((1, side, side, n_in))
+    x = jnp.zeros((batch, side, side, n_in))
     variables = jax.eval_shape(conv.init, jax.random.PRNGKey(0), x)
-    hlo = jax.jit(conv.apply).lower(variables, x).as_text()
+    mesh = sharding.create_mesh(jax.devices()[:devices])
+    apply = sharding.traced_on_mesh(conv.apply, mesh)
+    hlo = jax.jit(apply).lower(variables, x).as_text()
     return "\n".join(line for line in hlo.splitlines() if "dot_general" in line)
 
   # 32x32x128 to 128: 1.5e8 multiply-adds; 64 tiles or 16 4x4 grids of 4.
   assert "-> tensor<36x64x128xf32>" in dot_shapes(1, 1, 32)
   assert "-> tensor<36x64x128xf32>" in dot_shapes(1, 4, 32)
   assert "-> tensor<288x384xf32>" in dot_shapes(1, 1, 16)  # 3.8e7: rows
+  # 7.5e7 on one device; on two devices sharing the batch, 3.8e7 each.
+  assert "-> tensor<36x32x128xf32>" in dot_shapes(1, 1, 16, batch=2)
+  assert "-> tensor<576x384xf32>" in dot_shapes(1, 1, 16, batch=2, devices=2)
   narrow = dot_shapes(1, 1, 256, n_in=16, n_out=32)  # 3e8, 16 channels in
   assert "-> tensor<66048x96xf32>" in narrow  # rows of the padded map
   bf16 = dot_shapes(1, 1, 32, dtype=jnp.bfloat16)
