@@ -91,7 +91,8 @@ def devices_sharing_batch() -> int:
   """How many devices split the batch being traced: the size of JAX's
   abstract mesh (`sharding.traced_on_mesh` sets it around the jitted
   steps), 1 outside one."""
-  return jax.sharding.get_abstract_mesh().size or 1
+  get_abstract_mesh = getattr(jax.sharding, "get_abstract_mesh", None)
+  return (get_abstract_mesh().size if get_abstract_mesh else 0) or 1
 
 
 def _native_conv(x, kernel, stride: int, dilation: int, pad: int):

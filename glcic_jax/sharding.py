@@ -79,12 +79,18 @@ def traced_on_mesh(fn: Callable, mesh: Mesh) -> Callable:
   (`conv_layers.devices_sharing_batch`): a jitted step traces the global
   batch, but each device runs its share, and the CPU's conv forms pay or
   not by that share. The program is otherwise the same (the batch stays
-  split by the jit's shardings).
+  split by the jit's shardings). JAX 0.10 exports the context manager
+  without documenting it; a JAX without it traces as before (every layer
+  judged on the global batch), which `tests/test_sharding.py` would show.
   """
+
+  use_abstract_mesh = getattr(jax.sharding, "use_abstract_mesh", None)
+  if use_abstract_mesh is None:  # a JAX without it: layers see 1 device
+    return fn
 
   @functools.wraps(fn)
   def on_mesh(*args, **kwargs):
-    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+    with use_abstract_mesh(mesh.abstract_mesh):
       return fn(*args, **kwargs)
 
   return on_mesh
