@@ -97,7 +97,10 @@ def random_batch(config, n: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def interleaved(
-  fns: dict[str, Callable[[], None]], steps: int, warmup: int, settle=None
+  fns: dict[str, Callable[[], None]],
+  steps: int,
+  warmup: int,
+  settle: int | None = None,
 ) -> dict[str, list[float]]:
   """Per-call seconds of each fn, alternating fns every round.
 
@@ -129,10 +132,9 @@ def matmul_peak(dtype, n: int = 4096) -> float:
   """Measured dense matmul FLOP/s on the default device (best of 3)."""
   a = jnp.ones((n, n), dtype)
   f = jax.jit(lambda a: a @ a)
-  t = interleaved({"mm": lambda: f(a).block_until_ready()}, 3, 1, settle=0)[
-    "mm"
-  ]
-  return 2 * n**3 / min(t)
+  # One fn: each call already follows one of its own, nothing to settle.
+  times = interleaved({"mm": lambda: f(a).block_until_ready()}, 3, 1, settle=0)
+  return 2 * n**3 / min(times["mm"])
 
 
 def _flops(cost) -> float:

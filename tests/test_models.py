@@ -209,11 +209,11 @@ def test_matmul_conv_equals_xla_conv(k, stride, dilation, size, use_bias):
 
 def test_matmul_conv_picks_its_form():
   """Winograd for float32 3x3 stride-1 convs of at least 32 channels and
-  5e7 multiply-adds per device whose dilation sub-grids hold a 4x4 tile (36 batched
-  matmuls); otherwise the row form where padding is small (one matmul with
-  k*out columns), one dense matmul per sub-grid where sub-grids are 1
-  pixel, or 2 wide with 128 of them; im2col elsewhere, native convs on
-  images and for narrow 5x5 stride-2 convs."""
+  5e7 multiply-adds per device whose dilation sub-grids hold a 4x4 tile
+  (36 batched matmuls); otherwise the row form where padding is small
+  (one matmul with k*out columns), one dense matmul per sub-grid where
+  sub-grids are 1 pixel, or 2 wide with 128 of them; im2col elsewhere,
+  native convs on images and for narrow 5x5 stride-2 convs."""
 
   def dot_shapes(
     stride,
