@@ -95,6 +95,12 @@ def devices_sharing_batch() -> int:
   return (get_abstract_mesh().size if get_abstract_mesh else 0) or 1
 
 
+def _batch_per_device(x: jax.Array) -> int:
+  """The share of `x`'s (traced, global) batch that one device runs: what
+  the CPU form rules weigh, since each device runs its share alone."""
+  return -(-x.shape[0] // devices_sharing_batch())
+
+
 def _native_conv(x, kernel, stride: int, dilation: int, pad: int):
   return jax.lax.conv_general_dilated(
     x,
@@ -311,10 +317,10 @@ class Conv(nn.Module):
   def _small_subgrids(self, x: jax.Array) -> bool:
     """Stride-1 convs whose dilation sub-grids are 1 pixel, or at most
     (k+1)/2 wide and numerous enough that the sub-grid matmul has
-    `SUBGRID_MIN_ROWS` rows (with fewer, building and differentiating its
+    `SUBGRID_MIN_ROWS` rows on each device (with fewer, building and differentiating its
     (g*g)^2-block kernel costs more than im2col's padding)."""
     g = -(-max(x.shape[1:3]) // self.dilation)
-    rows = x.shape[0] * self.dilation**2
+    rows = _batch_per_device(x) * self.dilation**2
     return g == 1 or (
       g <= (self.kernel_size + 1) // 2 and rows >= SUBGRID_MIN_ROWS
     )
@@ -337,8 +343,9 @@ class Conv(nn.Module):
     and out and `WINOGRAD_MIN_MACS` multiply-adds per call and device,
     whose dilation sub-grids hold a whole 4x4 tile."""
     n_in = x.shape[-1]
-    per_device = -(-x.shape[0] // devices_sharing_batch())
-    macs = per_device * math.prod(x.shape[1:3]) * n_in * self.features * 9
+    macs = (
+      _batch_per_device(x) * math.prod(x.shape[1:3]) * n_in * self.features * 9
+    )
     return (
       (self.kernel_size, self.stride) == (3, 1)
       and jnp.dtype(self.dtype) == jnp.float32

@@ -212,8 +212,8 @@ def test_matmul_conv_picks_its_form():
   5e7 multiply-adds per device whose dilation sub-grids hold a 4x4 tile
   (36 batched matmuls); otherwise the row form where padding is small
   (one matmul with k*out columns), one dense matmul per sub-grid where
-  sub-grids are 1 pixel, or 2 wide with 128 of them; im2col elsewhere,
-  native convs on images and for narrow 5x5 stride-2 convs."""
+  sub-grids are 1 pixel, or 2 wide with 128 of them per device; im2col
+  elsewhere, native convs on images and for narrow 5x5 stride-2 convs."""
 
   def dot_shapes(
     stride,
@@ -251,6 +251,13 @@ def test_matmul_conv_picks_its_form():
   assert "(tensor<256x512xf32>, tensor<512x512xf32>)" in dot_shapes(1, 16, 32)
   # Dilation 8 on 16x16: 64 sub-grids of 2x2, too few: im2col of 9 taps.
   assert "(tensor<256x1152xf32>, tensor<1152x128xf32>)" in dot_shapes(1, 8, 16)
+  # With batch 2: 128 sub-grids on one device; on two devices, 64 each.
+  assert "(tensor<128x512xf32>, tensor<512x512xf32>)" in dot_shapes(
+    1, 8, 16, batch=2
+  )
+  assert "(tensor<512x1152xf32>, tensor<1152x128xf32>)" in dot_shapes(
+    1, 8, 16, batch=2, devices=2
+  )
   # Dilation 16 on 16x16: 1-pixel sub-grids, the centre tap alone.
   assert "(tensor<256x128xf32>, tensor<128x128xf32>)" in dot_shapes(1, 16, 16)
   assert "-> tensor<256x128xf32>" in dot_shapes(2, 1, 32)
