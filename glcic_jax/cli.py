@@ -4,7 +4,9 @@ absl's `--help` prints the docstring of `__main__` and the flags that
 `__main__` defines. A console script's `__main__` is pip's generated
 wrapper, which has neither, so without this `glcic-train --help` printed a
 bare usage line. `run_app` lends the command module's docstring and flags
-to `__main__` before handing over to `app.run`.
+to `__main__` before handing over to `app.run`. It also restarts the
+process once with huge pages for malloc's large mappings
+(`host_allocator`), before any of the command's work.
 """
 
 from __future__ import annotations
@@ -12,15 +14,24 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from absl import app, flags
+from absl import app, flags, logging
+
+from glcic_jax import host_allocator
 
 
 def run_app(main: Callable[[list[str]], None], module_name: str) -> None:
-  """`app.run(main)`, with `module_name`'s docstring and flags as `--help`."""
+  """`app.run(main)`, with `module_name`'s docstring and flags as `--help`,
+  in a process whose malloc uses huge pages where it can."""
+  host_allocator.reexec_with_huge_pages()
   program = sys.argv[0]
   for flag in flags.FLAGS.get_key_flags_for_module(module_name):
     flags.FLAGS.register_key_flag_for_module(program, flag)
   main_module = sys.modules["__main__"]
   if not main_module.__doc__:
     main_module.__doc__ = sys.modules[module_name].__doc__
-  app.run(main)
+
+  def logged_main(argv: list[str]) -> None:
+    logging.info("%s", host_allocator.describe())
+    main(argv)
+
+  app.run(logged_main)

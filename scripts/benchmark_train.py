@@ -17,7 +17,9 @@ The JAX and PyTorch steps alternate (one of each per round) so that load
 from other processes hits both alike: the ratio of the medians is the number
 to read on a shared machine. `--layers` adds forward+backward times per
 layer kind at the config's widths (also interleaved). The step table is
-printed last.
+printed last. Like the console scripts, the script restarts itself once so
+that malloc maps large buffers with huge pages (`host_allocator`; both
+frameworks share the process; `GLCIC_HUGE_PAGES=0` measures without).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from glcic_jax import (  # noqa: E402
   config_base,
   conv_layers,
+  host_allocator,
   models,
   sharding,
   subpixel_conv,
@@ -386,6 +389,7 @@ def main(argv):
     "device_kind": jax.devices()[0].device_kind,
     "backend": jax.default_backend(),
     "host_cpu": host_cpu(),
+    "malloc": host_allocator.describe(),
     "devices": jax.local_device_count(),
     "phase": phase,
     "image_size": config.image_size,
@@ -432,7 +436,7 @@ def main(argv):
     f"{config.name} phase={phase} {config.image_size}px "
     f"batch {n} ({config.per_device_batch_size}/device) "
     f"{config.compute_dtype} on {result['device_kind']} "
-    f"(host: {result['host_cpu']})"
+    f"(host: {result['host_cpu']})\n{result['malloc']}"
   )
   print(
     f"{'':10s} {'step s (median)':>16s} {'min':>8s} {'max':>8s} {'img/s':>9s}"
@@ -459,5 +463,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  host_allocator.reexec_with_huge_pages()
   flags.mark_flags_as_required(["config"])
   app.run(main)

@@ -50,7 +50,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import benchmark_train  # noqa: E402
 
-from glcic_jax import config_base  # noqa: E402
+from glcic_jax import config_base, host_allocator  # noqa: E402
 
 # --config, --phase, --steps, --warmup and --json are benchmark_train's flags.
 flags.DEFINE_integer("top", 25, "How many single ops to list.")
@@ -305,5 +305,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  host_allocator.reexec_with_huge_pages()  # as benchmark_train's steps run
   flags.mark_flags_as_required(["config"])
   app.run(main)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from glcic_jax import checkpointing, train
+from glcic_jax import checkpointing, host_allocator, train
 from tests.test_train_steps import fraction_differing, load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -201,8 +202,14 @@ def test_two_processes_equal_one_process(straight_run, tmp_path):
     for i in range(2)
   ]
   outs = [p.communicate(timeout=600)[0] for p in procs]
+  # The console script's start-up restarted each with huge pages for
+  # malloc, where this machine has them (host_allocator).
+  huge = host_allocator.tunables_with_huge_pages(
+    env, platform.libc_ver(), host_allocator.thp_mode()
+  )
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out[-3000:]
+    assert ("malloc: transparent huge pages" in out) == bool(huge), out[-3000:]
   straight, _ = straight_run
   assert checkpointing.existing_steps(workdir) == [4, 8]
   # Cross-process all-reduces sum in another order than one process does.
