@@ -9,12 +9,13 @@ so every step faults in each 4 KiB page again: 17,400 page faults and
 glibc 2.35+ can mark its own mappings for transparent huge pages
 (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, used where the kernel's THP mode
 is `madvise`): 2 MiB pages, about 480 faults a step, and the step took
-65-79 ms against 80-121 ms in alternating runs (docs/performance.md (16)).
+61-79 ms against 80-121 ms in alternating runs (docs/performance.md (16)).
 
 glibc reads its tunables once, when the process starts, so the console
 scripts (`cli.run_app`) and benchmark scripts re-execute themselves once
-with the tunable added, before JAX starts. `GLCIC_HUGE_PAGES=0` opts out;
-a `glibc.malloc.hugetlb` already in `GLIBC_TUNABLES` is left as it is.
+with the tunable added, before any device or data work.
+`GLCIC_HUGE_PAGES=0` opts out; a `glibc.malloc.hugetlb` already in
+`GLIBC_TUNABLES` is left as it is.
 Programs that import `train_and_evaluate` can set the variable themselves.
 """
 
