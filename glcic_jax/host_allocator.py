@@ -92,9 +92,12 @@ def reexec_with_huge_pages() -> None:
 def describe() -> str:
   """One line for the logs: whether malloc's mappings get huge pages."""
   tunables = os.environ.get("GLIBC_TUNABLES", "")
+  mode = thp_mode()
   if f"{TUNABLE}=1" in tunables:
     return f"malloc: transparent huge pages (GLIBC_TUNABLES={tunables})"
+  if mode == "always":
+    return "malloc: transparent huge pages (the kernel's THP mode is always)"
   return (
-    f"malloc: 4 KiB pages (THP mode {thp_mode()}, {OPT_OUT}="
+    f"malloc: 4 KiB pages (THP mode {mode}, {OPT_OUT}="
     f"{os.environ.get(OPT_OUT, 'unset')}, GLIBC_TUNABLES={tunables or 'unset'})"
   )

@@ -50,6 +50,16 @@ def test_thp_mode_reads_the_bracketed_word(tmp_path):
   assert host_allocator.thp_mode(str(tmp_path / "missing")) is None
 
 
+def test_describe_says_which_pages(monkeypatch):
+  monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+  assert host_allocator.describe().startswith("malloc: transparent huge pages")
+  monkeypatch.delenv("GLIBC_TUNABLES")
+  monkeypatch.setattr(host_allocator, "thp_mode", lambda: "always")
+  assert host_allocator.describe().startswith("malloc: transparent huge pages")
+  monkeypatch.setattr(host_allocator, "thp_mode", lambda: "madvise")
+  assert host_allocator.describe().startswith("malloc: 4 KiB pages")
+
+
 # Restarts with the tunable, then counts the page faults of a jitted step
 # whose temporary buffer (three 16 MiB intermediates, kept apart by
 # batch-wide reductions as BatchNorm's are) is above malloc's mmap
