@@ -16,7 +16,8 @@ scripts (`cli.run_app`) and benchmark scripts re-execute themselves once
 with the tunable added, before any device or data work.
 `GLCIC_HUGE_PAGES=0` opts out; a `glibc.malloc.hugetlb` already in
 `GLIBC_TUNABLES` is left as it is.
-Programs that import `train_and_evaluate` can set the variable themselves.
+Programs that call `train_and_evaluate` themselves can set the variable;
+on the CPU it logs the value to set (`missing_huge_pages_hint`).
 """
 
 from __future__ import annotations
@@ -100,4 +101,19 @@ def describe() -> str:
   return (
     f"malloc: 4 KiB pages (THP mode {mode}, {OPT_OUT}="
     f"{os.environ.get(OPT_OUT, 'unset')}, GLIBC_TUNABLES={tunables or 'unset'})"
+  )
+
+
+def missing_huge_pages_hint() -> str | None:
+  """For code that calls `train_and_evaluate` itself (no restart): how to
+  get huge pages where this process could have them and has not, or None."""
+  tunables = tunables_with_huge_pages(
+    os.environ, platform.libc_ver(), thp_mode()
+  )
+  if tunables is None:
+    return None
+  return (
+    "malloc maps each step's temporary buffer with 4 KiB pages; starting "
+    f"Python with GLIBC_TUNABLES={tunables} made the CPU steps 11-49% faster "
+    f"(glcic_jax/host_allocator.py; {OPT_OUT}=0 silences this)"
   )

@@ -60,6 +60,25 @@ def test_describe_says_which_pages(monkeypatch):
   assert host_allocator.describe().startswith("malloc: 4 KiB pages")
 
 
+def test_hint_for_processes_started_without(monkeypatch):
+  """`train_and_evaluate` logs it on the CPU: where the restart would add
+  the tunable, the hint names the exact GLIBC_TUNABLES value."""
+  monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+  monkeypatch.delenv("GLCIC_HUGE_PAGES", raising=False)
+  expected = host_allocator.tunables_with_huge_pages(
+    {}, platform.libc_ver(), host_allocator.thp_mode()
+  )
+  hint = host_allocator.missing_huge_pages_hint()
+  assert (hint is None) == (expected is None)
+  if hint:
+    assert f"GLIBC_TUNABLES={expected}" in hint
+  monkeypatch.setenv("GLCIC_HUGE_PAGES", "0")
+  assert host_allocator.missing_huge_pages_hint() is None
+  monkeypatch.setenv("GLCIC_HUGE_PAGES", "1")
+  monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+  assert host_allocator.missing_huge_pages_hint() is None
+
+
 # Restarts with the tunable, then counts the page faults of a jitted step
 # whose temporary buffer (three 16 MiB intermediates, kept apart by
 # batch-wide reductions as BatchNorm's are) is above malloc's mmap
