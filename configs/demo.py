@@ -4,7 +4,7 @@
 
 Needs no download: trains on the 15 training photos of `skimage.data`
 (chelsea and coffee are held out for evaluation) on a 2-core CPU in about
-5-8 minutes (6-12 steps/s), through all three phases: 1,800 generator-only
+4-8 minutes (6-12 steps/s), through all three phases: 1,800 generator-only
 steps, 100 discriminator-only steps, 500 joint steps. A narrower model (generator
 width 16 instead of 64, discriminators 16-64 channels) at 64x64 with
 32x32 local patches and 28-32 px holes, 8 images a step.

@@ -317,8 +317,9 @@ class Conv(nn.Module):
   def _small_subgrids(self, x: jax.Array) -> bool:
     """Stride-1 convs whose dilation sub-grids are 1 pixel, or at most
     (k+1)/2 wide and numerous enough that the sub-grid matmul has
-    `SUBGRID_MIN_ROWS` rows on each device (with fewer, building and differentiating its
-    (g*g)^2-block kernel costs more than im2col's padding)."""
+    `SUBGRID_MIN_ROWS` rows on each device (with fewer, building and
+    differentiating its (g*g)^2-block kernel costs more than im2col's
+    padding)."""
     g = -(-max(x.shape[1:3]) // self.dilation)
     rows = _batch_per_device(x) * self.dilation**2
     return g == 1 or (

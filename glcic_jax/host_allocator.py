@@ -69,14 +69,18 @@ def tunables_with_huge_pages(
   return f"{current}:{TUNABLE}=1" if current else f"{TUNABLE}=1"
 
 
+def _tunables_for_this_process() -> str | None:
+  """`tunables_with_huge_pages` for this process's environment, C library
+  and kernel."""
+  return tunables_with_huge_pages(os.environ, platform.libc_ver(), thp_mode())
+
+
 def reexec_with_huge_pages() -> None:
   """Replace this process by itself (same pid, arguments and interpreter)
   with `GLIBC_TUNABLES` extended, where `tunables_with_huge_pages` says it
   helps; otherwise return. Call it before anything starts threads or reads
   input: nothing of this process survives the exec."""
-  tunables = tunables_with_huge_pages(
-    os.environ, platform.libc_ver(), thp_mode()
-  )
+  tunables = _tunables_for_this_process()
   if tunables is None:
     return
   env = dict(os.environ, GLIBC_TUNABLES=tunables)
@@ -107,9 +111,7 @@ def describe() -> str:
 def missing_huge_pages_hint() -> str | None:
   """For code that calls `train_and_evaluate` itself (no restart): how to
   get huge pages where this process could have them and has not, or None."""
-  tunables = tunables_with_huge_pages(
-    os.environ, platform.libc_ver(), thp_mode()
-  )
+  tunables = _tunables_for_this_process()
   if tunables is None:
     return None
   return (

@@ -133,9 +133,10 @@ def train_and_evaluate(
   NaN/inf; checkpoints written before that step are kept.
   """
   config_base.check_config(config)
-  hint = host_allocator.missing_huge_pages_hint()
-  if hint and jax.default_backend() == "cpu":
-    logging.warning("%s", hint)
+  if jax.default_backend() == "cpu":
+    hint = host_allocator.missing_huge_pages_hint()
+    if hint:
+      logging.warning("%s", hint)
   mesh = sharding.create_mesh()
   global_batch = config.per_device_batch_size * mesh.devices.size
   sharding.check_batch_size(global_batch, mesh)
