@@ -6,7 +6,8 @@ wrapper, which has neither, so without this `glcic-train --help` printed a
 bare usage line. `run_app` lends the command module's docstring and flags
 to `__main__` before handing over to `app.run`. It also restarts the
 process once with huge pages for malloc's large mappings
-(`host_allocator`), before any of the command's work.
+(`host_allocator`), and points JAX's persistent compilation cache at a
+folder (`compilation_cache`), before any of the command's work.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from collections.abc import Callable
 
 from absl import app, flags, logging
 
-from glcic_jax import host_allocator
+from glcic_jax import compilation_cache, host_allocator
 
 
 def run_app(main: Callable[[list[str]], None], module_name: str) -> None:
   """`app.run(main)`, with `module_name`'s docstring and flags as `--help`,
-  in a process whose malloc uses huge pages where it can."""
+  in a process whose malloc uses huge pages where it can, with a
+  persistent compilation cache."""
   host_allocator.reexec_with_huge_pages()
   program = sys.argv[0]
   for flag in flags.FLAGS.get_key_flags_for_module(module_name):
@@ -32,6 +34,7 @@ def run_app(main: Callable[[list[str]], None], module_name: str) -> None:
 
   def logged_main(argv: list[str]) -> None:
     logging.info("%s", host_allocator.describe())
+    logging.info("%s", compilation_cache.enable())
     main(argv)
 
   app.run(logged_main)
