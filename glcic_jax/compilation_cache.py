@@ -21,7 +21,9 @@ cache the user chose already (`JAX_COMPILATION_CACHE_DIR` or
 `jax.config`) is used as it is. Where the folder cannot be created the
 command runs without a cache and says so: a cache must never stop a run.
 An entry that fails to load (another CPU's features, a truncated file) is
-compiled again by JAX, with a logged warning.
+compiled again by JAX, with a warning naming the program. JAX never
+overwrites an entry, so a truncated one (a process killed while writing
+it) warns in every run until the folder is deleted.
 """
 
 from __future__ import annotations

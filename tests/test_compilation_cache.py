@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -123,6 +124,15 @@ def test_commands_reuse_compiled_programs(tmp_path):
   assert any(p.name.endswith("-cache") for p in folder.iterdir())
   second, _ = _command(GLCIC_COMPILATION_CACHE=str(folder))
   assert second["hits"] >= 1, second
+
+  # Truncated entries (a process killed while writing) are compiled again:
+  # the copy of a folder that gave hits gives none, and the command runs.
+  truncated = tmp_path / "truncated"
+  shutil.copytree(folder, truncated)
+  for entry in truncated.glob("*-cache"):
+    entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+  recompiled, _ = _command(GLCIC_COMPILATION_CACHE=str(truncated))
+  assert recompiled["hits"] == 0 and recompiled["dir"] == str(truncated)
 
   off, log = _command(GLCIC_COMPILATION_CACHE="0")
   assert off["dir"] is None and off["hits"] == 0
