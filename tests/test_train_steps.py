@@ -196,14 +196,27 @@ def max_abs_state_error(final, want):
 def test_torch_mirror_follows_mmagic_golden_run(gold):
   """The PyTorch mirror of GLInpaintor.train_step (tests/torch_reference.py)
   that the float64 test compares glcic-jax with follows mmagic's own run:
-  the generator-only steps to 1e-5 and the forward counts exactly (13
-  discriminator forwards: 2 per D-only step, 3 per joint step). Later
-  losses drift by float32 rounding (see the float64 test); PyTorch itself
-  drifts from the golden run as much with another conv backend."""
+  step 0 and the discriminator's first real-batch loss (initial weights)
+  to 1e-5, step 1 (after one Adam step) to 2e-4, and the forward counts
+  exactly (13 discriminator forwards: 2 per D-only step, 3 per joint
+  step). Later losses drift by float32 rounding (see the float64 test).
+
+  Adam's first step is about lr * sign(gradient), so gradients within
+  rounding of zero move their parameters by +-lr depending on the CPU's
+  conv kernels. Step 1's loss came within 1e-5 of the golden run on the
+  AVX-512 machines, and 5.1e-5 off on an AVX2-only AMD EPYC VM (9.4e-5
+  with PyTorch's own convs instead of oneDNN's), 2026-12-02. There the
+  later steps drifted up to 0.158 (0.062 with PyTorch's convs), against
+  at most 0.1 on the AVX-512 machines; the bound is 0.3, as for glcic-jax
+  in float32 (test_jax_float32_golden_run)."""
   logs, final = run_torch_mirror(gold)
-  errs = max_rel_log_error(logs, golden_logs(gold))
-  assert max(errs[:2]) <= 1e-5, errs
-  assert max(errs) <= 0.1, errs
+  want_logs = golden_logs(gold)
+  errs = max_rel_log_error(logs, want_logs)
+  assert errs[0] <= 1e-5, errs
+  assert errs[1] <= 2e-4, errs
+  real = logs[2]["real_loss"] / want_logs[2]["real_loss"] - 1
+  assert abs(real) <= 1e-5, real
+  assert max(errs) <= 0.3, errs
   want = {k[6:]: v for k, v in gold.items() if k.startswith("final.")}
   for k, value in want.items():
     if k.endswith("num_batches_tracked"):
