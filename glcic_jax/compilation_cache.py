@@ -36,7 +36,7 @@ import jax
 
 ENV = "GLCIC_COMPILATION_CACHE"
 DEFAULT_MAX_BYTES = 4 * 1024**3
-_OFF = ("0", "off", "false", "no", "none")
+_OFF = ("", "0", "off", "false", "no", "none")
 
 
 def default_dir(environ: Mapping[str, str]) -> str:
@@ -47,20 +47,13 @@ def default_dir(environ: Mapping[str, str]) -> str:
   return os.path.join(base, "glcic_jax", "xla")
 
 
-def chosen_dir(
-  environ: Mapping[str, str], configured: str | None
-) -> str | None:
-  """The cache folder for this process, None for no cache.
-
-  `configured` is JAX's own setting (`JAX_COMPILATION_CACHE_DIR` or
-  `jax.config`), which wins; then `GLCIC_COMPILATION_CACHE` (a folder, or
-  0/off/false/no/none for no cache); then `default_dir`."""
-  if configured:
-    return configured
+def chosen_dir(environ: Mapping[str, str]) -> str | None:
+  """The cache folder `GLCIC_COMPILATION_CACHE` names (None for
+  0/off/false/no/none or empty: no cache), else `default_dir`."""
   value = environ.get(ENV)
   if value is None:
     return default_dir(environ)
-  if value.strip().lower() in (*_OFF, ""):
+  if value.strip().lower() in _OFF:
     return None
   return os.path.expanduser(value)
 
@@ -71,15 +64,17 @@ def plan(
   """The `jax.config` updates for this process and a log line saying where
   the cache is (or why there is none).
 
-  `configured` and `max_size` are JAX's current settings. A local folder
-  is created here, and a size bound added unless one is set. A remote
-  one (`gs://...`, which JAX reaches through etils) is passed on as it
-  is, without the bound: JAX's eviction lock is a local file lock."""
-  folder = chosen_dir(environ, configured)
+  `configured` and `max_size` are JAX's current settings; a folder set
+  there (`JAX_COMPILATION_CACHE_DIR`, `jax.config`) wins over
+  `chosen_dir`. A local folder is created here, and a size bound added
+  unless one is set. A remote one (`gs://...`, which JAX reaches through
+  etils) is passed on as it is, without the bound: JAX's eviction lock is
+  a local file lock."""
+  if configured:
+    return {}, f"compilation cache: {configured} (JAX's own setting)"
+  folder = chosen_dir(environ)
   if folder is None:
     return {}, f"compilation cache: off ({ENV}={environ.get(ENV)})"
-  if configured:
-    return {}, f"compilation cache: {folder} (JAX's own setting)"
   updates: dict[str, Any] = {"jax_compilation_cache_dir": folder}
   if "://" not in folder:
     try:

@@ -16,22 +16,30 @@ HOME = {"HOME": "/home/u"}
 
 
 @pytest.mark.parametrize(
-  "environ, configured, expected",
+  "environ, expected",
   [
-    (HOME, None, "/home/u/.cache/glcic_jax/xla"),
-    ({**HOME, "XDG_CACHE_HOME": "/xdg"}, None, "/xdg/glcic_jax/xla"),
-    ({**HOME, "GLCIC_COMPILATION_CACHE": "/c"}, None, "/c"),
-    ({**HOME, "GLCIC_COMPILATION_CACHE": "0"}, None, None),
-    ({**HOME, "GLCIC_COMPILATION_CACHE": "Off"}, None, None),
-    ({**HOME, "GLCIC_COMPILATION_CACHE": ""}, None, None),
-    # JAX's own setting (JAX_COMPILATION_CACHE_DIR, jax.config) wins.
-    ({**HOME, "GLCIC_COMPILATION_CACHE": "0"}, "/jax", "/jax"),
-    (HOME, "/jax", "/jax"),
+    (HOME, "/home/u/.cache/glcic_jax/xla"),
+    ({**HOME, "XDG_CACHE_HOME": "/xdg"}, "/xdg/glcic_jax/xla"),
+    ({**HOME, "GLCIC_COMPILATION_CACHE": "/c"}, "/c"),
+    ({**HOME, "GLCIC_COMPILATION_CACHE": "0"}, None),
+    ({**HOME, "GLCIC_COMPILATION_CACHE": "Off"}, None),
+    ({**HOME, "GLCIC_COMPILATION_CACHE": ""}, None),
   ],
 )
-def test_chosen_dir(monkeypatch, environ, configured, expected):
+def test_chosen_dir(monkeypatch, environ, expected):
   monkeypatch.setenv("HOME", environ["HOME"])  # expanduser reads the process's
-  assert compilation_cache.chosen_dir(environ, configured) == expected
+  assert compilation_cache.chosen_dir(environ) == expected
+
+
+@pytest.mark.parametrize(
+  "environ", [HOME, {**HOME, "GLCIC_COMPILATION_CACHE": "0"}]
+)
+def test_jax_own_setting_wins(environ):
+  """JAX_COMPILATION_CACHE_DIR or jax.config, whatever ours says."""
+  assert compilation_cache.plan(environ, "/jax", -1) == (
+    {},
+    "compilation cache: /jax (JAX's own setting)",
+  )
 
 
 def test_plan(tmp_path, monkeypatch):
