@@ -4,7 +4,9 @@
 
 For docs/performance.md: the step of each phase and precision, JAX and
 PyTorch images/s from the same run, their ratio, the fraction of the
-matmul peak measured in that run, and peak device memory.
+matmul peak measured in that run, the allocators' peak memory (JAX /
+PyTorch, GPUs and TPUs) and the JAX step's buffers as XLA planned them
+(every backend).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def row(r: dict) -> str:
     f"{r['flops_per_image'] / 1e9:.3g}",
     f"{100 * r['fraction_of_peak']:.0f}%",
     f"{_gib(r['peak_memory_bytes'])} / {_gib(r.get('torch_peak_memory_bytes'))}",
+    _gib((r.get("compiled_memory") or {}).get("total")),
   ]
   return "| " + " | ".join(cells) + " |"
 
@@ -37,9 +40,10 @@ def row(r: dict) -> str:
 def main(paths: list[str]) -> None:
   print(
     "| device | phase | precision | size, batch | JAX img/s | PyTorch img/s"
-    " | JAX/PyTorch | GFLOP/img | % of matmul peak | peak GiB JAX / PyTorch |"
+    " | JAX/PyTorch | GFLOP/img | % of matmul peak | peak GiB JAX / PyTorch"
+    " | JAX planned GiB |"
   )
-  print("|---|---|---|---|---|---|---|---|---|---|")
+  print("|---|---|---|---|---|---|---|---|---|---|---|")
   for path in paths:
     with open(path) as f:
       print(row(json.load(f)))

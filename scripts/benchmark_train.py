@@ -7,8 +7,10 @@ JAX: the jitted step of `train_steps.make_steps` on a mesh over all local device
 (per-device batch x local devices), compiled once (compile time reported),
 warmed up, then timed step by step with `block_until_ready`; FLOPs per step
 from XLA's cost analysis of the compiled step; the device's dense matmul
-peak (float32 and bfloat16) measured in the same run; peak device memory
-where the backend reports it (not on CPU). PyTorch: mmagic's networks as
+peak (float32 and bfloat16) measured in the same run; memory: the step's
+buffers per device as XLA planned them (`compiled_memory`, every backend,
+the CPU included) and the allocator's peak where the backend reports one
+(GPU, TPU). PyTorch: mmagic's networks as
 `tests/torch_reference.py` mirrors them, the same shapes, losses and Adam
 (`mmagic_train_step`), on CUDA when available, under bf16 autocast when
 `compute_dtype='bfloat16'`.
@@ -145,6 +147,33 @@ def _flops(cost) -> float:
   return float(cost.get("flops", float("nan"))) if cost else float("nan")
 
 
+def compiled_memory(compiled) -> dict[str, int] | None:
+  """One device's buffers of a compiled step, in bytes, as XLA's buffer
+  assignment planned them: arguments (the state and the batch), outputs,
+  the part of the outputs that reuses donated arguments, and the scratch
+  of all intermediates (one block on the CPU). `total` is what the step
+  holds at once; None where the backend gives no analysis."""
+  try:
+    m = compiled.memory_analysis()
+  except (NotImplementedError, RuntimeError):
+    return None
+  if m is None:
+    return None
+  parts = {
+    "arguments": int(m.argument_size_in_bytes),
+    "outputs": int(m.output_size_in_bytes),
+    "aliased": int(m.alias_size_in_bytes),
+    "temporaries": int(m.temp_size_in_bytes),
+  }
+  parts["total"] = (
+    parts["arguments"]
+    + parts["outputs"]
+    - parts["aliased"]
+    + parts["temporaries"]
+  )
+  return parts
+
+
 def jax_step(config, phase: str) -> tuple[Callable[[], None], dict]:
   """The compiled phase step as a no-argument callable, and its facts
   (with the compiled executable, whose HLO `scripts/profile_step.py`
@@ -181,6 +210,7 @@ def jax_step(config, phase: str) -> tuple[Callable[[], None], dict]:
     "executed_flops": executed,
     "batch": n,
     "compiled": compiled,
+    "memory": compiled_memory(compiled),
   }
 
 
@@ -410,6 +440,7 @@ def main(argv):
     "matmul_peak_flops_bf16": peak16,
     "compile_seconds": info["compile_seconds"],
     "peak_memory_bytes": stats.get("peak_bytes_in_use"),
+    "compiled_memory": info["memory"],
   }
   if FLAGS.torch:
     tt = times["torch"]
@@ -430,6 +461,7 @@ def main(argv):
     with open(FLAGS.json, "w") as f:
       json.dump(result, f, indent=2)
   mem = result["peak_memory_bytes"]
+  planned = (info["memory"] or {}).get("total")
   tmem = result.get("torch_peak_memory_bytes")
   print()
   print(
@@ -458,7 +490,9 @@ def main(argv):
     f"({result['executed_flops_per_image'] / 1e9:.2f} as executed); "
     f"{100 * result['fraction_of_peak']:.1f}% of the measured matmul peak "
     f"({peak / 1e12:.3f} TFLOP/s); compile {info['compile_seconds']:.1f} s; "
-    f"peak memory {f'{mem / 2**30:.2f} GiB' if mem else 'n/a'}"
+    f"peak memory {f'{mem / 2**30:.2f} GiB' if mem else 'n/a'}; "
+    "step buffers as compiled "
+    f"{f'{planned / 2**20:.1f} MiB' if planned else 'n/a'} per device"
   )
 
 

@@ -81,6 +81,24 @@ def test_benchmark_train_writes_its_json_without_tensorflow(tmp_path):
   assert 0.15e9 < result["flops_per_image"] < 0.21e9
   assert result["executed_flops_per_image"] > 0.1e9
   assert "JAX speed / PyTorch speed" in proc.stdout
+  # Memory as XLA planned the step, on every backend: the donated state
+  # (nearly all of the arguments: a 2-image batch is 40 KB) is updated in
+  # place, and the total adds the step's scratch to the state.
+  memory = result["compiled_memory"]
+  assert memory["aliased"] > 0.95 * memory["arguments"] > 1e6, memory
+  assert memory["temporaries"] > 0
+  assert memory["total"] == (
+    memory["arguments"]
+    + memory["outputs"]
+    - memory["aliased"]
+    + memory["temporaries"]
+  )
+  assert re.search(r"step buffers as compiled \d+\.\d MiB", proc.stdout)
+  # The docs' table from that JSON: one row, planned memory filled in.
+  table = _run_python("scripts/benchmark_table.py", str(out)).stdout
+  header, _, cells = (line.split("|")[1:-1] for line in table.splitlines())
+  assert len(cells) == len(header) and "JAX planned GiB" in header[-1]
+  assert cells[-1].strip() == f"{memory['total'] / 2**30:.1f}"
 
 
 @pytest.mark.slow
