@@ -4,6 +4,7 @@ and losses; close to float32, and a short run trains."""
 from __future__ import annotations
 
 import glob
+import logging
 
 import jax
 import numpy as np
@@ -64,7 +65,9 @@ def test_bf16_convolutions_really_run_in_bf16():
   assert all("bf16" in line and "f32" not in line for line in ops), ops
 
 
-def test_short_bf16_run_trains(tmp_path):
+def test_short_bf16_run_trains(tmp_path, caplog):
+  """A short bf16 run lowers the L1 loss; on the CPU it warns that bf16 is
+  slower there."""
   config = _config("bfloat16")
   config.total_steps = 24
   config.schedule.iter_tc = 100  # G-only, so the L1 trend is clean
@@ -72,7 +75,10 @@ def test_short_bf16_run_trains(tmp_path):
   config.image_every = 0
   config.checkpoint_every = 24
   losses = []
-  train.train_and_evaluate(config, str(tmp_path))
+  with caplog.at_level(logging.WARNING):
+    train.train_and_evaluate(config, str(tmp_path))
+  warned = [r.getMessage() for r in caplog.records]
+  assert train.BF16_ON_CPU_HINT in warned, warned
 
   acc = event_accumulator.EventAccumulator(
     glob.glob(str(tmp_path / "events.out.tfevents.*"))[0],
