@@ -40,9 +40,8 @@ from glcic_jax import train_steps as ts
 BF16_ON_CPU_HINT = (
   "compute_dtype='bfloat16' on the CPU: XLA's CPU backend runs bf16 "
   "convolutions and matmuls in float32 with conversions around each, so "
-  "this run is "
-  "about 2x slower than with float32 (the demo's joint step: 0.15-0.17 "
-  "against 0.073-0.075 s). bfloat16 is meant for GPUs and TPUs."
+  "this run is about 2x slower than with float32 (the demo's joint step: "
+  "0.15-0.17 against 0.073-0.075 s). bfloat16 is meant for GPUs and TPUs."
 )
 
 

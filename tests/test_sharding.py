@@ -32,8 +32,8 @@ def test_jit_step_traces_with_the_mesh_in_view():
 
 def test_jit_step_updates_the_state_in_place():
   """The state is donated: XLA writes the new state over the old one's
-  buffers (a second full copy of the parameters and Adam moments would
-  not fit the paper config on many GPUs), and the old arrays are gone."""
+  buffers, so a step holds one copy of the parameters and Adam moments,
+  not two, and the old arrays are gone."""
   mesh = sharding.create_mesh()
   state = sharding.put_replicated(
     {"w": np.zeros((256, 256), np.float32), "n": np.zeros((), np.int32)}, mesh
