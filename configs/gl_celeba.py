@@ -18,27 +18,20 @@ TFDS: `--config.data.source=tfds --config.data.tfds_name=celeb_a_hq/256`
 (a manual download; train split only, so evaluate on a held-out list).
 """
 
-from glcic_jax import config_base
+from glcic_jax import config as config_lib
 
 
 def get_config():
-  config = config_base.get_base_config()
+  # Everything else is the base config: mmagic's networks, batch, Adam,
+  # losses and intervals.
+  config = config_lib.get_base_config()
   config.name = "gl_8xb12_celeba-256x256"
-  config.per_device_batch_size = 12
-  config.reference_global_batch_size = 96  # 8 GPUs x 12
   config.total_steps = 300_002  # mmagic's max_iters
   config.schedule.iter_tc = 40_000
   config.schedule.iter_td = 50_000
-  config.schedule.start_iter = 0
-  config.schedule.disc_step = 1
   for data, name in ((config.data, "train"), (config.eval_data, "val")):
     data.source = "image_list"
     data.data_root = "data/CelebA-HQ"
     data.image_list = f"data/CelebA-HQ/{name}_celeba_img_list.txt"
-  config.checkpoint_every = 50_000
-  config.keep_checkpoints = 3
-  config.log_every = 100
-  config.image_every = 5_000
-  config.eval_every = 50_000
-  config.eval_num_batches = -1
+  config.checkpoint_every = 50_000  # mmagic's CheckpointHook interval
   return config

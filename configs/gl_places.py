@@ -27,28 +27,19 @@ Challenge set, so not the reference row exactly):
   --config.eval_data.tfds_split=validation
 """
 
-from glcic_jax import config_base
+from glcic_jax import config as config_lib
 
 
 def get_config():
-  config = config_base.get_base_config()
+  # Everything else is the base config: mmagic's networks, batch, Adam,
+  # losses, schedule (start_iter 0: see the docstring) and intervals.
+  config = config_lib.get_base_config()
   config.name = "gl_8xb12_places-256x256"
-  config.per_device_batch_size = 12
-  config.reference_global_batch_size = 96  # 8 GPUs x 12
   config.total_steps = 500_002  # mmagic's max_iters
-  config.schedule.iter_tc = 90_000
-  config.schedule.iter_td = 100_000
-  config.schedule.start_iter = 0  # mmagic's file: 350000 (see docstring)
-  config.schedule.disc_step = 1
   config.data.source = config.eval_data.source = "image_list"
   config.data.data_root = "data/places/data_large"
   config.data.image_list = "data/places/meta/places365_train_challenge.txt"
   config.eval_data.data_root = "data/places/val_large"
   config.eval_data.image_list = "data/places/meta/places365_val.txt"
   config.checkpoint_every = 50_000  # mmagic's CheckpointHook interval
-  config.keep_checkpoints = 3
-  config.log_every = 100  # mmagic's LoggerHook interval
-  config.image_every = 5_000
-  config.eval_every = 50_000  # mmagic's val_interval
-  config.eval_num_batches = -1
   return config

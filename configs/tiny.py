@@ -7,11 +7,11 @@ phases in 8 steps (G-only steps 0-2, D-only 3-4, joint from 5). Expect a
 few seconds per phase to compile and no meaningful completions.
 """
 
-from glcic_jax import config_base
+from glcic_jax import config as config_lib
 
 
 def get_config():
-  config = config_base.get_base_config()
+  config = config_lib.get_base_config()
   config.name = "tiny"
   config.image_size = 32
   config.local_size = 16
@@ -24,14 +24,13 @@ def get_config():
   config.model.global_num_convs = 3  # 32 -> 4
   config.model.local_num_convs = 2  # 16 -> 4
   config.model.disc_fc_features = 16
+  config.holes.max_bbox_shape = 12
+  config.holes.max_bbox_delta = 4
+  config.holes.min_margin = 4
+  config.data.crop_size = config.eval_data.crop_size = 64
+  config.data.shuffle_buffer = 64
   config.schedule.iter_tc = 2
   config.schedule.iter_td = 4
-  for data in (config.data, config.eval_data):
-    data.crop_size = 64
-    data.max_bbox_shape = 12
-    data.max_bbox_delta = 4
-    data.min_margin = 4
-    data.shuffle_buffer = 64
   config.checkpoint_every = 4
   config.keep_checkpoints = 2
   config.log_every = 2

@@ -1,14 +1,11 @@
 """Checkpoints of a glcic-jax workdir: orbax behind one small module.
 
 Every command that reads or writes a workdir goes through here, so the
-on-disk format is decided in one place and moving to orbax's V1 API later is
-a one-file change. Each step directory is an orbax Composite of three items:
-
-  state   the `GANState` pytree (StandardSave; the static optimisers are
-          not saved, they are rebuilt from the config)
-  config  `config.to_dict()` as JSON, so eval/inpaint/export can rebuild the
-          networks from the workdir alone
-  meta    JSON: step, input pipeline position, format version, provenance
+on-disk format is decided in one place. Each step directory is an orbax
+Composite of three items: `state` (the `GANState` pytree; the static
+optimisers are rebuilt from the config), `config` (`config.to_dict()` as
+JSON, so eval/inpaint/export rebuild the networks from the workdir alone)
+and `meta` (JSON: step, input position, format version, provenance).
 
 Resuming must survive a checkpoint that a crash or a full disk left broken:
 `Checkpointer.restore_latest` falls back to older steps and moves the broken
@@ -32,11 +29,12 @@ import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
-from jax.sharding import Mesh
 from orbax.checkpoint._src.metadata import array_metadata_store
+from orbax.checkpoint._src.serialization import type_handler_registry
 
 import glcic_jax
-from glcic_jax import sharding, train_state
+from glcic_jax import config as config_lib
+from glcic_jax import train_state
 
 # Bumped when the layout of the items changes; restore refuses newer formats.
 FORMAT_VERSION = 1
@@ -47,25 +45,22 @@ CORRUPT_SUFFIX = ".corrupt-"
 _GENERATOR_KEYS = ("g_params", "g_batch_stats")
 _BARRIERS = itertools.count()
 _CONFIG_ITEM = {"config": ocp.args.JsonRestore()}
-_noise_filter_installed = False
 
 # Every array of the state is replicated over the mesh. orbax's default
-# "replica-parallel" save splits each one into slices copied from several
-# replicas, through one small compiled program per array shape: 135 compiles
-# and 7.4 s on a restarted tiny run's first save (2-core CPU, 8 devices),
-# 0.45 s on later ones. Copying each array from its first replica instead
-# took 0.56 s and 0.09 s; at the paper's size the state is ~0.3 GB, which
-# one device's copy handles. Registered for all of orbax in the process
-# (its StandardSave takes no per-item array handler), otherwise as orbax's
-# default handler: with the array metadata store it writes, which has no
-# public name.
-ocp.type_handlers.register_type_handler(
+# "replica-parallel" save copies slices from several replicas through one
+# small compiled program per array shape, which made a restarted run's first
+# save take seconds; one replica's copy is faster at every size this model
+# has (docs/performance.md, "Checkpoints"). Registered for all of orbax (its
+# StandardSave takes no per-item handler), otherwise as orbax's default,
+# with the array metadata store it writes; neither has a public name.
+type_handler_registry.GLOBAL_TYPE_HANDLER_REGISTRY.add(
   jax.Array,
   ocp.type_handlers.ArrayHandler(
     use_replica_parallel=False,
     array_metadata_store=array_metadata_store.Store(),
   ),
   override=True,
+  ignore_warnings=True,  # replacing orbax's own handler is the point
 )
 
 
@@ -76,19 +71,12 @@ class CheckpointError(RuntimeError):
 class Checkpointer:
   """Saves and restores `GANState`s in a workdir; all processes call it.
 
-  The orbax manager is opened on first use, and read-only uses never create
-  the workdir, so a mistyped `--workdir` gives an error instead of an empty
-  directory.
-
-  Args:
-    workdir: Directory holding the step directories (local or any path
-      `etils.epath` understands).
-    save_every: `save` writes steps that are multiples of this (or forced).
-    keep: How many of the newest checkpoints to keep; older ones are pruned
-      after each save.
-    async_save: Write in a background thread. `save` still copies the arrays
-      to host memory before it returns, so the caller may donate or delete
-      them; `wait`/`close` block until the files are final.
+  `workdir` is local or any path `etils.epath` understands. `save` writes
+  steps that are multiples of `save_every` (or forced); the newest `keep`
+  are kept. With `async_save` the files are written in a background thread
+  after `save` has copied the arrays to host memory (so the caller may
+  donate them); `close` blocks until they are final. Read-only uses never
+  create the workdir, so a mistyped `--workdir` is an error, not a folder.
   """
 
   def __init__(
@@ -100,9 +88,7 @@ class Checkpointer:
     async_save: bool = True,
   ):
     if save_every < 1 or keep < 1:
-      raise ValueError(
-        f"save_every ({save_every}) and keep ({keep}) must be >= 1"
-      )
+      raise ValueError(f"save_every ({save_every}) and keep ({keep}) < 1")
     # orbax refuses relative paths (raised late, from the async save thread):
     # make local ones absolute; leave URLs such as gs://bucket/run alone.
     if "://" not in os.fspath(workdir):
@@ -116,10 +102,6 @@ class Checkpointer:
       enable_async_checkpointing=async_save,
     )
     self._manager: ocp.CheckpointManager | None = None
-
-  @property
-  def workdir(self) -> epath.Path:
-    return self._workdir
 
   def _open(self, create: bool) -> ocp.CheckpointManager | None:
     """The orbax manager; None if the workdir is absent and not `create`."""
@@ -136,10 +118,6 @@ class Checkpointer:
     manager = self._open(create=False)
     return sorted(manager.all_steps()) if manager else []
 
-  def latest_step(self) -> int | None:
-    steps = self.all_steps()
-    return steps[-1] if steps else None
-
   def save(
     self,
     state: train_state.GANState,
@@ -148,14 +126,10 @@ class Checkpointer:
     meta: Mapping[str, Any] | None = None,
     force: bool = False,
   ) -> bool:
-    """Saves `state` at its step if due (multiple of save_every) or forced.
-
-    Returns whether a checkpoint was written. A step at or before the
-    workdir's latest checkpoint is never written: that would overwrite a
-    checkpoint, or be pruned at once by the keep-newest policy.
-
-    `meta` adds to (or overrides) the recorded metadata, e.g.
-    `{"data_position": n}` or provenance of an imported checkpoint.
+    """Saves `state` at its step if due (multiple of save_every) or forced;
+    returns whether it did. A step at or before the workdir's latest is
+    never written: that would overwrite a checkpoint, or be pruned at once.
+    `meta` adds to the recorded metadata (e.g. an import's provenance).
     """
     step = int(state.step)
     if not force and step % self._save_every:
@@ -192,9 +166,8 @@ class Checkpointer:
   ) -> tuple[train_state.GANState, dict[str, Any]]:
     """Restores `step` (default: the latest) as `(state, meta)`.
 
-    `abstract_state` (see `abstract_state_from_config`) gives shapes, dtypes
-    and the shardings the arrays come back with; leaves without a sharding
-    land on the default device.
+    `abstract_state` (`train_state.abstract_state`) gives shapes, dtypes
+    and the shardings the arrays come back with.
 
     Raises:
       FileNotFoundError: no such step (the message lists those there are).
@@ -203,7 +176,7 @@ class Checkpointer:
     """
     step = self._existing_step(step)
     args = dict(
-      state=ocp.args.StandardRestore(_with_default_sharding(abstract_state)),
+      state=ocp.args.StandardRestore(abstract_state),
       meta=ocp.args.JsonRestore(),
     )
     restored = self._read(step, "Checkpoint", args)
@@ -219,9 +192,8 @@ class Checkpointer:
     An unreadable checkpoint is logged and skipped for the one before it.
     Once an older one restores (which shows the abstract state fits this
     workdir), the unreadable newer ones are renamed `<step>.corrupt-<time>`
-    so that training can save those step numbers again. If none restores,
-    nothing is moved and a `CheckpointError` names the workdir and the
-    errors.
+    so that training can save those steps again. If none restores, nothing
+    is moved and a `CheckpointError` names the workdir and the errors.
     """
     steps = self.all_steps()
     if not steps:
@@ -299,11 +271,6 @@ class Checkpointer:
     )
     manager.reload()
 
-  def wait(self) -> None:
-    """Blocks until every started save is written and final."""
-    if self._manager is not None:
-      self._manager.wait_until_finished()
-
   def close(self) -> None:
     """Waits for pending saves, then releases the manager."""
     if self._manager is not None:
@@ -331,44 +298,20 @@ def load_config(
   with Checkpointer(workdir, save_every=1, keep=1) as ckpt:
     step = ckpt._existing_step(step)
     restored = ckpt._read(step, "The config of checkpoint", _CONFIG_ITEM)
-  return ml_collections.ConfigDict(restored.config)
-
-
-def abstract_state_from_config(
-  config: ml_collections.ConfigDict, mesh: Mesh | None = None
-) -> train_state.GANState:
-  """Shapes, dtypes and shardings of the `GANState` that `config` trains.
-
-  Costs no computation (`jax.eval_shape`). With a mesh, every leaf is
-  replicated over it, as training keeps the state; without one, leaves go
-  on the default device (for export, eval and inpaint on one host).
-  """
-  abstract = jax.eval_shape(
-    lambda rng: train_state.init_state(config, rng),
-    jax.ShapeDtypeStruct((2,), jax.numpy.uint32),  # a raw PRNGKey
-  )
-  target = _default_device() if mesh is None else sharding.replicated(mesh)
-  return jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=target),
-    abstract,
-  )
+  return config_lib.from_saved(restored.config)
 
 
 def restore_generator(
   workdir: str | epath.PathLike, step: int | None = None
 ) -> tuple[dict[str, Any], ml_collections.ConfigDict, int]:
-  """The generator's variables, the config and the step, from a workdir.
-
-  For eval and inpaint: reads only the generator's params and batch stats
-  (not the discriminators or optimiser states) onto the default device.
-  Returns `({"params": ..., "batch_stats": ...}, config, step)`.
-  """
+  """`({"params": ..., "batch_stats": ...}, config, step)` of a workdir's
+  generator, on the default device: for eval and inpaint, which need
+  neither the discriminators nor the optimiser states."""
   with Checkpointer(workdir, save_every=1, keep=1) as ckpt:
     step = ckpt._existing_step(step)
     what = "The generator of checkpoint"
-    config = ckpt._read(step, what, _CONFIG_ITEM).config
-    config = ml_collections.ConfigDict(config)
-    abstract = abstract_state_from_config(config)
+    config = config_lib.from_saved(ckpt._read(step, what, _CONFIG_ITEM).config)
+    abstract = train_state.abstract_state(config)
     target = {k: getattr(abstract, k) for k in _GENERATOR_KEYS}
     state = ocp.args.PyTreeRestore(
       target,
@@ -376,41 +319,36 @@ def restore_generator(
       partial_restore=True,
     )
     restored = ckpt._read(step, what, {"state": state}).state
-  variables = {"params": restored["g_params"]}
-  variables["batch_stats"] = restored["g_batch_stats"]
-  return variables, config, step
+  params, stats = (restored[k] for k in _GENERATOR_KEYS)
+  return {"params": params, "batch_stats": stats}, config, step
 
 
 def _drop_abandoned_read_noise() -> None:
-  """Filters the noise orbax's abandoned reads make after a failed restore.
+  """Drops the noise orbax's abandoned reads make after a failed restore.
 
   When one array fails to read, orbax raises and closes its event loop while
   tensorstore completes the other reads; each then reports "Event loop is
-  closed", and its coroutine re-raises when collected, to
-  `sys.unraisablehook`: hundreds of tracebacks that bury the one warning
-  that matters. This drops exactly those and passes all else on.
+  closed" to `sys.unraisablehook` (reads never started warn instead):
+  hundreds of tracebacks that would bury the one warning that matters.
   """
-  # Reads orbax built but never started warn when collected.
   warnings.filterwarnings(
     "ignore",
     message=r"coroutine '_read_array_index_and_device_put' was never awaited",
     category=RuntimeWarning,
   )
-  global _noise_filter_installed
-  if _noise_filter_installed:
-    return
   previous = sys.unraisablehook
+  if getattr(previous, "drops_orbax_reads", False):
+    return
 
   def hook(unraisable: Any) -> None:
     code = getattr(unraisable.object, "cr_code", None)
-    if str(unraisable.exc_value) == "Event loop is closed" or (
-      code is not None and "orbax" in code.co_filename
+    if str(unraisable.exc_value) != "Event loop is closed" and (
+      code is None or "orbax" not in code.co_filename
     ):
-      return
-    previous(unraisable)
+      previous(unraisable)
 
+  hook.drops_orbax_reads = True
   sys.unraisablehook = hook
-  _noise_filter_installed = True
 
 
 def _full_meta(step: int, extra: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -434,12 +372,11 @@ def _full_meta(step: int, extra: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _json_ready(value: dict[str, Any], what: str) -> dict[str, Any]:
-  """Fails before anything is written (not later, in the async writer)."""
+  """Fails before anything is written, not later in the async writer."""
   try:
-    json.dumps(value)
+    return json.loads(json.dumps(value))
   except (TypeError, ValueError) as e:
     raise TypeError(f"checkpoint {what} is not JSON-serialisable: {e}") from e
-  return value
 
 
 def _check_format(meta: dict[str, Any], step: int, workdir: epath.Path) -> None:
@@ -449,22 +386,6 @@ def _check_format(meta: dict[str, Any], step: int, workdir: epath.Path) -> None:
       f"Checkpoint step {step} in {workdir} has format {fmt!r}; this "
       f"glcic-jax {glcic_jax.__version__} reads format <= {FORMAT_VERSION}."
     )
-
-
-def _with_default_sharding(abstract: Any) -> Any:
-  """Leaves without a sharding go to the default device (no orbax warning)."""
-  return jax.tree.map(
-    lambda x: (
-      x
-      if getattr(x, "sharding", None) is not None
-      else jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=_default_device())
-    ),
-    abstract,
-  )
-
-
-def _default_device() -> jax.sharding.Sharding:
-  return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
 
 def _short(e: BaseException, limit: int = 300) -> str:

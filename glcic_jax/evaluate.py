@@ -23,7 +23,8 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from glcic_jax import input_pipeline, metrics, models, sharding
+from glcic_jax import checkpointing, metrics, models, sharding
+from glcic_jax.data import pipeline as input_pipeline
 
 
 @dataclasses.dataclass
@@ -45,11 +46,21 @@ class EvalResult:
       "num_images": self.num_images,
     }
 
+  def record(self, *, step: int, seed: int, source: str) -> dict[str, Any]:
+    """What the JSON file holds: the scalars and where they came from."""
+    return dict(
+      self.scalars(),
+      checkpoint_step=step,
+      seed=seed,
+      source=source,
+      skipped_files=self.skipped_files,
+    )
+
 
 def composite_completion(generator, g_vars, image, mask) -> jax.Array:
   """mmagic's test step: eval-mode generator on the masked image, its
   output kept inside the hole only (fake_img)."""
-  x = jnp.concatenate([image * (1.0 - mask), mask], axis=-1)
+  x = models.network_input(image, mask)
   fake = generator.apply(g_vars, x, train=False).astype(jnp.float32)
   return image * (1.0 - mask) + fake * mask
 
@@ -69,9 +80,7 @@ def _jitted_eval_step(generator: models.Generator, mesh: Mesh, shown: int):
   """One compiled step per (network, mesh, grid size): periodic evaluation
   during training reuses it instead of tracing and compiling every time."""
   return jax.jit(
-    sharding.traced_on_mesh(
-      functools.partial(_eval_step, generator, shown=shown), mesh
-    ),
+    functools.partial(_eval_step, generator, shown=shown),
     out_shardings=sharding.replicated(mesh),
   )
 
@@ -188,16 +197,54 @@ def write_results(
   if jax.process_index() != 0:
     return path
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  record = dict(
-    result.scalars(),
-    checkpoint_step=step,
-    seed=seed,
-    source=source,
-    skipped_files=result.skipped_files,
-  )
   with open(path, "w") as f:
-    json.dump(record, f, indent=2)
-  from glcic_jax import inpainting  # PIL only where files are written
+    json.dump(result.record(step=step, seed=seed, source=source), f, indent=2)
+  from glcic_jax.inpaint import images  # PIL only where files are written
 
-  inpainting.save_png(path[: -len(".json")] + ".png", result.grid)
+  images.save_png(path[: -len(".json")] + ".png", result.grid)
   return path
+
+
+def evaluate_checkpoint(
+  workdir: str,
+  *,
+  step: int | None = None,
+  config: ml_collections.ConfigDict | None = None,
+  split: str | None = None,
+  output: str | None = None,
+  num_batches: int = -1,
+  mesh: Mesh | None = None,
+  writer: Any = None,
+) -> dict[str, Any]:
+  """Restores the generator of `step` (default: latest) and evaluates it.
+
+  The network shapes always come from the checkpoint's saved config, so a
+  `config` written for another model size cannot mis-shape the restore;
+  `config` (default: the saved one) only picks the data, batch and seed.
+  Every process must call this. Returns the record written to the JSON
+  file, with its path under `json_path`.
+  """
+  if output and not output.endswith(".json"):
+    raise ValueError(f"--output must name a .json file, got {output}")
+  g_vars, saved, restored_step = checkpointing.restore_generator(workdir, step)
+  config = (config or saved).copy_and_resolve_references()
+  config.model = saved.model
+  if split:
+    config.eval_data.tfds_split = split
+    config.eval_data.skimage_split = split
+  generator, _ = models.build_models(
+    config.model, batch_per_device=config.per_device_batch_size
+  )
+  mesh = mesh or sharding.create_mesh()
+  result = evaluate(generator, g_vars, config, mesh, num_batches=num_batches)
+  source = config.eval_data.source
+  path = write_results(
+    result,
+    output or workdir,
+    step=restored_step,
+    seed=config.seed,
+    source=source,
+    writer=writer,
+  )
+  record = result.record(step=restored_step, seed=config.seed, source=source)
+  return dict(record, json_path=path)

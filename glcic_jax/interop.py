@@ -29,14 +29,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from flax import traverse_util
 
 GENERATOR_PREFIX = "generator."
 DISC_PREFIX = "disc."
 CHANNEL_ORDERS = ("bgr", "rgb")
 
-# Transposed convolutions of the generator (PyTorch key stems).
-_TRANSPOSED = ("generator.decoder.dec3.conv", "generator.decoder.dec5.conv")
 # Weights whose image-channel axis is reversed for channel_order='bgr', with
 # the PyTorch axis that holds the image channels.
 _IMAGE_CHANNEL_AXES = {
@@ -54,6 +51,20 @@ _LEAF_NAMES = {
   ("batch_stats", "var"): "running_var",
   ("batch_stats", "num_batches_tracked"): "num_batches_tracked",
 }
+
+
+def _flatten(tree: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
+  # flax (and JAX with it) loads when weights are converted, not when a
+  # command's --help reads CHANNEL_ORDERS.
+  from flax import traverse_util
+
+  return traverse_util.flatten_dict(dict(tree))
+
+
+def _unflatten(flat: dict[tuple[str, ...], Any]) -> dict[str, Any]:
+  from flax import traverse_util
+
+  return traverse_util.unflatten_dict(flat)
 
 
 class StateDictMismatchError(ValueError):
@@ -81,7 +92,7 @@ def _flatten_variables(
   """Maps each PyTorch key to (collection, Flax path) of `variables`."""
   out = {}
   for collection in ("params", "batch_stats"):
-    flat = traverse_util.flatten_dict(dict(variables.get(collection, {})))
+    flat = _flatten(variables.get(collection, {}))
     for path in flat:
       out[_torch_key(prefix, collection, path)] = (collection, path)
   return out
@@ -111,11 +122,10 @@ def _to_torch_layout(key: str, x: np.ndarray, fc_channels: int) -> np.ndarray:
   if not key.endswith(".weight") or x.ndim == 1:
     return x
   if x.ndim == 4:
-    if any(key.startswith(stem) for stem in _TRANSPOSED):
-      # [k, k, out, in] -> [in, out, k, k]; transpose_kernel=True already
-      # flips spatially, as PyTorch's gradient-of-convolution does.
-      return np.ascontiguousarray(x.transpose(3, 2, 0, 1))
-    return np.ascontiguousarray(x.transpose(3, 2, 0, 1))  # HWIO -> OIHW
+    # Conv: HWIO -> OIHW. ConvTranspose: [k, k, out, in] -> [in, out, k,
+    # k], the same axis permutation; transpose_kernel=True already flips
+    # spatially, as PyTorch's gradient-of-convolution does.
+    return np.ascontiguousarray(x.transpose(3, 2, 0, 1))
   if _fc_after_flatten(key):  # rows in (H, W, C) order -> (C, H, W)
     n_in, n_out = x.shape
     side = math.isqrt(n_in // fc_channels)
@@ -129,10 +139,8 @@ def _from_torch_layout(
 ) -> np.ndarray:
   if not key.endswith(".weight") or x.ndim == 1:
     return x
-  if x.ndim == 4:
-    if any(key.startswith(stem) for stem in _TRANSPOSED):
-      return np.ascontiguousarray(x.transpose(2, 3, 1, 0))
-    return np.ascontiguousarray(x.transpose(2, 3, 1, 0))  # OIHW -> HWIO
+  if x.ndim == 4:  # the inverse of `_to_torch_layout`'s permutation
+    return np.ascontiguousarray(x.transpose(2, 3, 1, 0))
   x = x.T
   if _fc_after_flatten(key):  # rows in (C, H, W) order -> (H, W, C)
     n_in, n_out = flax_shape
@@ -168,9 +176,7 @@ def variables_to_state_dict(
   channels = _last_conv_channels(variables)
   out = {}
   for key, (collection, path) in _flatten_variables(variables, prefix).items():
-    x = np.asarray(
-      traverse_util.flatten_dict(dict(variables[collection]))[path]
-    )
+    x = np.asarray(_flatten(variables[collection])[path])
     if key.endswith("num_batches_tracked"):
       x = x.astype(np.int64)
     else:
@@ -189,9 +195,7 @@ def _convert(
   _check_channel_order(channel_order)
   expected = _flatten_variables(template, prefix)
   flat_templates = {
-    c: traverse_util.flatten_dict(dict(template[c]))
-    for c in ("params", "batch_stats")
-    if c in template
+    c: _flatten(template[c]) for c in ("params", "batch_stats") if c in template
   }
   present = {k for k in state_dict if k.startswith(prefix)}
   problems = [f"missing: {k}" for k in sorted(set(expected) - present)]
@@ -224,7 +228,7 @@ def _convert(
       )
       continue
     flat_out[collection][path] = y.astype(np.float32)
-  variables = {c: traverse_util.unflatten_dict(v) for c, v in flat_out.items()}
+  variables = {c: _unflatten(v) for c, v in flat_out.items()}
   return variables, problems
 
 
@@ -234,24 +238,6 @@ def _raise_if(problems: list[str]) -> None:
       f"state_dict does not match the model ({len(problems)} problems):\n  "
       + "\n  ".join(problems)
     )
-
-
-def state_dict_to_variables(
-  state_dict: Mapping[str, Any],
-  template: Mapping[str, Any],
-  prefix: str,
-  channel_order: str = "bgr",
-) -> dict[str, Any]:
-  """mmagic's state_dict (the keys under `prefix`) -> Flax variables.
-
-  `template` gives the expected tree and shapes (real arrays or
-  `jax.ShapeDtypeStruct`s from `jax.eval_shape`). Keys of `state_dict` under
-  other prefixes are ignored. Missing, unexpected or wrongly shaped tensors
-  raise `StateDictMismatchError` listing all of them.
-  """
-  variables, problems = _convert(state_dict, template, prefix, channel_order)
-  _raise_if(problems)
-  return variables
 
 
 def _as_numpy(x: Any) -> np.ndarray:

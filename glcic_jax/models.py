@@ -5,12 +5,15 @@ NHWC throughout. The module tree mirrors mmagic's module names
 ...) so `interop.py` can map each Flax variable to its PyTorch state_dict key
 by name alone. Widths, conv counts and fc sizes are constructor fields: the
 defaults are the paper/mmagic numbers, and tiny test models run the same code.
+The convolution layers are fields too (as flax's ResNet takes `conv`):
+`build_models` picks them once for the backend (`layers.conv_layers`).
 
-No losses live here (see `train.py`).
+No losses live here (see `train_steps.py`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -18,75 +21,27 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from glcic_jax.conv_layers import Conv
-from glcic_jax.subpixel_conv import SubPixelConvTranspose
+from glcic_jax import layers
+from glcic_jax.layers import BatchNorm, ModuleDef, output_dtype
 
 Dtype = Any
-
-
-def output_dtype(dtype: Dtype) -> Dtype:
-  """float32 for bfloat16/float32 activations; float64 stays float64 (tests)."""
-  return jnp.promote_types(dtype, jnp.float32)
-
 
 # mmagic's GLDiscs init: every Linear normal(0, 0.02), bias 0.
 linear_kernel_init = nn.initializers.normal(stddev=0.02)
 
 
-class BatchNorm(nn.Module):
-  """BatchNorm with PyTorch's semantics, so running statistics match mmagic.
-
-  Differences from `flax.linen.BatchNorm` that matter for parity: the running
-  variance is updated with the *unbiased* batch variance (normalisation uses
-  the biased one), `momentum` is PyTorch's (weight of the new batch), and a
-  `num_batches_tracked` counter is kept so the PyTorch state_dict round-trips.
-  Statistics are taken over every axis but the last; under `jax.jit` with a
-  batch sharded over devices that is the global batch (SyncBN semantics).
-  Statistics and the affine transform are computed in float32 whatever the
-  activation dtype.
-  """
-
-  momentum: float = 0.1
-  epsilon: float = 1e-5
-  dtype: Dtype | None = None
-
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    c = x.shape[-1]
-    scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
-    bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
-    ra_mean = self.variable(
-      "batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32)
-    )
-    ra_var = self.variable(
-      "batch_stats", "var", lambda: jnp.ones((c,), jnp.float32)
-    )
-    count = self.variable(
-      "batch_stats", "num_batches_tracked", lambda: jnp.zeros((), jnp.int32)
-    )
-    xf = x.astype(output_dtype(x.dtype))
-    if train:
-      axes = tuple(range(x.ndim - 1))
-      mean = jnp.mean(xf, axes)
-      var = jnp.mean(jnp.square(xf - mean), axes)
-      if not self.is_initializing():
-        n = x.size // c
-        m = self.momentum
-        ra_mean.value = (1.0 - m) * ra_mean.value + m * mean
-        ra_var.value = (1.0 - m) * ra_var.value + m * var * (n / max(n - 1, 1))
-        count.value = count.value + 1
-    else:
-      mean, var = ra_mean.value, ra_var.value
-    mul = scale * jax.lax.rsqrt(var + self.epsilon)
-    y = xf * mul + (bias - mean * mul)
-    return y.astype(self.dtype or x.dtype)
+def network_input(image: jax.Array, mask: jax.Array) -> jax.Array:
+  """The generator's input, [B, H, W, 4]: the image in [-1, 1] with the
+  hole set to 0 (mmagic's GetMaskedImage fills grey 127.5) and the mask
+  (1 = hole) as a fourth channel. Training, evaluation and completion all
+  build it here."""
+  return jnp.concatenate([image * (1.0 - mask), mask], axis=-1)
 
 
 class ConvModule(nn.Module):
   """mmcv's ConvModule: conv -> BatchNorm -> ReLU, no conv bias under a norm.
 
-  Padding is explicit and symmetric (`dilation * (k - 1) // 2` per side) as in
-  PyTorch; XLA's 'SAME' would pad stride-2 convolutions asymmetrically.
+  `conv` and `conv_transpose` are the layer classes (`layers.conv_layers`);
   `transpose=True` builds PyTorch's ConvTranspose2d(k=4, s=2, p=1), which
   doubles the spatial size.
   """
@@ -99,6 +54,8 @@ class ConvModule(nn.Module):
   norm: bool = True
   act: Callable[[jax.Array], jax.Array] | None = nn.relu
   dtype: Dtype = jnp.float32
+  conv: ModuleDef = layers.Conv
+  conv_transpose: ModuleDef = layers.ConvTranspose
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -106,11 +63,11 @@ class ConvModule(nn.Module):
     if self.transpose:
       if (k, self.stride) != (4, 2):
         raise ValueError("only PyTorch's ConvTranspose2d(k=4, s=2, p=1)")
-      x = SubPixelConvTranspose(
+      x = self.conv_transpose(
         self.features, use_bias=not self.norm, dtype=self.dtype, name="conv"
       )(x)
     else:
-      x = Conv(
+      x = self.conv(
         self.features,
         k,
         self.stride,
@@ -131,6 +88,7 @@ class GLEncoder(nn.Module):
 
   channels: int = 64
   dtype: Dtype = jnp.float32
+  conv: ModuleDef = layers.Conv
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -139,7 +97,12 @@ class GLEncoder(nn.Module):
     specs += [(4 * c, 3, 2), (4 * c, 3, 1), (4 * c, 3, 1)]
     for i, (features, k, stride) in enumerate(specs):
       layer = ConvModule(
-        features, k, stride, dtype=self.dtype, name=f"enc{i + 1}"
+        features,
+        k,
+        stride,
+        dtype=self.dtype,
+        conv=self.conv,
+        name=f"enc{i + 1}",
       )
       x = layer(x, train)
     return x
@@ -150,6 +113,7 @@ class GLDilationNeck(nn.Module):
 
   channels: int = 256
   dtype: Dtype = jnp.float32
+  conv: ModuleDef = layers.Conv
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -159,6 +123,7 @@ class GLDilationNeck(nn.Module):
         3,
         dilation=d,
         dtype=self.dtype,
+        conv=self.conv,
         name=f"dilation_convs_{i}",
       )
       x = layer(x, train)
@@ -171,41 +136,49 @@ class GLDecoder(nn.Module):
 
   channels: int = 64
   dtype: Dtype = jnp.float32
+  conv: ModuleDef = layers.Conv
+  conv_transpose: ModuleDef = layers.ConvTranspose
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    c, dt = self.channels, self.dtype
-    x = ConvModule(4 * c, 3, dtype=dt, name="dec1")(x, train)
-    x = ConvModule(4 * c, 3, dtype=dt, name="dec2")(x, train)
-    x = ConvModule(2 * c, 4, 2, transpose=True, dtype=dt, name="dec3")(x, train)
-    x = ConvModule(2 * c, 3, dtype=dt, name="dec4")(x, train)
-    x = ConvModule(c, 4, 2, transpose=True, dtype=dt, name="dec5")(x, train)
-    x = ConvModule(c // 2, 3, dtype=dt, name="dec6")(x, train)
-    return ConvModule(3, 3, norm=False, act=None, dtype=dt, name="dec7")(
-      x, train
+    c = self.channels
+    layer = functools.partial(
+      ConvModule,
+      dtype=self.dtype,
+      conv=self.conv,
+      conv_transpose=self.conv_transpose,
     )
+    x = layer(4 * c, 3, name="dec1")(x, train)
+    x = layer(4 * c, 3, name="dec2")(x, train)
+    x = layer(2 * c, 4, 2, transpose=True, name="dec3")(x, train)
+    x = layer(2 * c, 3, name="dec4")(x, train)
+    x = layer(c, 4, 2, transpose=True, name="dec5")(x, train)
+    x = layer(c // 2, 3, name="dec6")(x, train)
+    return layer(3, 3, norm=False, act=None, name="dec7")(x, train)
 
 
 class Generator(nn.Module):
   """GLEncoderDecoder: encoder -> dilation neck -> decoder, fully conv.
 
   Input: [B, H, W, 4] = masked image in [-1, 1] (hole pixels 0) and the mask
-  (1 = hole); H and W divisible by 4. Output: [B, H, W, 3] float32,
-  hard-clipped to [-1, 1] (mmagic's out_act='clip', not tanh). `channels` is
-  the width of the first layer (64 in the paper); every other width scales
-  with it.
+  (1 = hole), as `network_input` builds it; H and W divisible by 4. Output:
+  [B, H, W, 3] float32, hard-clipped to [-1, 1] (mmagic's out_act='clip',
+  not tanh). `channels` is the width of the first layer (64 in the paper);
+  every other width scales with it.
   """
 
   channels: int = 64
   dtype: Dtype = jnp.float32
+  conv: ModuleDef = layers.Conv
+  conv_transpose: ModuleDef = layers.ConvTranspose
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    c, dt = self.channels, self.dtype
+    c, dt, conv = self.channels, self.dtype, self.conv
     x = x.astype(dt)
-    x = GLEncoder(c, dt, name="encoder")(x, train)
-    x = GLDilationNeck(4 * c, dt, name="dilation_neck")(x, train)
-    x = GLDecoder(c, dt, name="decoder")(x, train)
+    x = GLEncoder(c, dt, conv, name="encoder")(x, train)
+    x = GLDilationNeck(4 * c, dt, conv, name="dilation_neck")(x, train)
+    x = GLDecoder(c, dt, conv, self.conv_transpose, name="decoder")(x, train)
     return jnp.clip(x.astype(output_dtype(dt)), -1.0, 1.0)
 
 
@@ -223,6 +196,7 @@ class MultiLayerDiscriminator(nn.Module):
   max_channels: int = 512
   fc_features: int = 1024
   dtype: Dtype = jnp.float32
+  conv: ModuleDef = layers.Conv
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -234,6 +208,7 @@ class MultiLayerDiscriminator(nn.Module):
         5,
         2,
         dtype=self.dtype,
+        conv=self.conv,
         name=f"conv{i + 1}",
       )(x, train)
     x = x.reshape(x.shape[0], -1)
@@ -258,6 +233,7 @@ class GLDiscs(nn.Module):
   max_channels: int = 512
   fc_features: int = 1024
   dtype: Dtype = jnp.float32
+  conv: ModuleDef = layers.Conv
 
   @nn.compact
   def __call__(
@@ -268,6 +244,7 @@ class GLDiscs(nn.Module):
       max_channels=self.max_channels,
       fc_features=self.fc_features,
       dtype=self.dtype,
+      conv=self.conv,
     )
     g = MultiLayerDiscriminator(self.global_num_convs, name="global_disc", **kw)
     l_ = MultiLayerDiscriminator(self.local_num_convs, name="local_disc", **kw)
@@ -278,9 +255,27 @@ class GLDiscs(nn.Module):
     return x.astype(output_dtype(self.dtype))
 
 
-def build_models(model_config: Any, dtype: Dtype = jnp.float32):
-  """Builds (generator, discriminators) from a config's `model` section."""
-  generator = Generator(channels=model_config.generator_channels, dtype=dtype)
+def build_models(
+  model_config: Any,
+  dtype: Dtype = jnp.float32,
+  *,
+  conv_forms: str = "auto",
+  batch_per_device: int | None = None,
+) -> tuple[Generator, GLDiscs]:
+  """Builds (generator, discriminators) from a config's `model` section.
+
+  The convolution layers come from `layers.conv_layers(conv_forms,
+  batch_per_device)`: XLA's native convolutions on GPUs and TPUs (and with
+  `conv_forms='native'`), the matmul forms on the CPU. Every form holds the
+  same parameters, so checkpoints do not depend on it.
+  """
+  conv, conv_transpose = layers.conv_layers(conv_forms, batch_per_device)
+  generator = Generator(
+    channels=model_config.generator_channels,
+    dtype=dtype,
+    conv=conv,
+    conv_transpose=conv_transpose,
+  )
   discs = GLDiscs(
     global_num_convs=model_config.global_num_convs,
     local_num_convs=model_config.local_num_convs,
@@ -288,6 +283,7 @@ def build_models(model_config: Any, dtype: Dtype = jnp.float32):
     max_channels=model_config.disc_max_channels,
     fc_features=model_config.disc_fc_features,
     dtype=dtype,
+    conv=conv,
   )
   return generator, discs
 
@@ -298,29 +294,24 @@ def init_variables(
   rng: jax.Array,
   image_size: tuple[int, int],
   local_size: tuple[int, int],
-  partitionable_draws: bool = False,
 ) -> tuple[dict, dict]:
   """Initialises both networks for the given input sizes (batch of 1).
 
   Jitted: XLA drops the forward pass that `init` traces (only the
-  variables are returned), where eager `init` would run it op by op (a
-  256px generator forward, seconds on a CPU) and compile every op.
+  variables are returned), where eager `init` would run it op by op and
+  compile every op.
 
-  The draws use the classic, non-partitionable threefry. Every parameter
-  is drawn whole and replicated, so partitioning buys nothing, and the
-  partitionable form's per-element counters are costly to compile: the
-  init program took 11.8 s to compile for the tiny config and 7.5 s for
-  the paper's (CPU), against 3.1 and 3.6 s this way. A training run, and
-  every process of a multi-process one, compiles it once.
-  `partitionable_draws=True` gives JAX's default draws (the baseline of
-  scripts/benchmark_compile.py).
+  The draws use the classic, non-partitionable threefry: every parameter is
+  drawn whole and replicated, so partitioning buys nothing, and the
+  partitionable form's per-element counters take several times longer to
+  compile (scripts/benchmark_compile.py measures both).
   """
   g_rng, d_rng = jax.random.split(rng)
   h, w = image_size
 
   @jax.jit
   def init(g_rng, d_rng):
-    with jax.threefry_partitionable(partitionable_draws):
+    with jax.threefry_partitionable(False):
       g_vars = generator.init(g_rng, jnp.zeros((1, h, w, 4)), train=False)
       d_vars = discs.init(
         d_rng,

@@ -9,7 +9,6 @@ declares shardings.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -36,6 +35,12 @@ def create_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
+
+
+def single_device() -> jax.sharding.Sharding:
+  """This process's first device: where single-host tools (eval's restore,
+  export, completion) put arrays."""
+  return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
 
 def batch_sharded(mesh: Mesh) -> NamedSharding:
@@ -72,30 +77,6 @@ def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
     )
 
 
-def traced_on_mesh(fn: Callable, mesh: Mesh) -> Callable:
-  """`fn`, traced with `mesh` as JAX's abstract mesh.
-
-  Layers can then tell how many devices split the batch they trace
-  (`conv_layers.devices_sharing_batch`): a jitted step traces the global
-  batch, but each device runs its share, and the CPU's conv forms pay or
-  not by that share. The program is otherwise the same (the batch stays
-  split by the jit's shardings). JAX 0.10 exports the context manager
-  without documenting it; a JAX without it traces as before (every layer
-  judged on the global batch), which `tests/test_sharding.py` would show.
-  """
-
-  use_abstract_mesh = getattr(jax.sharding, "use_abstract_mesh", None)
-  if use_abstract_mesh is None:  # a JAX without it: layers see 1 device
-    return fn
-
-  @functools.wraps(fn)
-  def on_mesh(*args, **kwargs):
-    with use_abstract_mesh(mesh.abstract_mesh):
-      return fn(*args, **kwargs)
-
-  return on_mesh
-
-
 def jit_step(step_fn: Callable, mesh: Mesh, state: Any) -> Callable:
   """`jax.jit` of a `(state, batch) -> (state, metrics)` step on the mesh.
 
@@ -104,7 +85,7 @@ def jit_step(step_fn: Callable, mesh: Mesh, state: Any) -> Callable:
   """
   s_sharding = state_sharding(mesh, state)
   return jax.jit(
-    traced_on_mesh(step_fn, mesh),
+    step_fn,
     in_shardings=(s_sharding, batch_sharded(mesh)),
     out_shardings=(s_sharding, replicated(mesh)),
     donate_argnums=0,

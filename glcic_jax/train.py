@@ -1,11 +1,12 @@
 """The training loop: `train_and_evaluate(config, workdir)`.
 
-Importable and testable; `main.py` is a thin absl wrapper around it. The
-loop picks mmagic's phase for each step (`train_steps.phase_for_step`), runs
-the jitted step on the device mesh, logs through clu, checkpoints through
-`checkpointing`, and resumes exactly where a previous run stopped: state,
-step and input position (one global batch per step) come back from the
-latest good checkpoint.
+Importable and testable; `commands/train.py` is a thin absl wrapper around
+it. The loop picks mmagic's phase for each step
+(`train_steps.phase_for_step`), runs the jitted step on the device mesh,
+logs one line per interval and TensorBoard summaries through clu,
+checkpoints through `checkpointing`, and resumes exactly where a previous
+run stopped: state, step and input position (one global batch per step)
+come back from the latest good checkpoint.
 """
 
 from __future__ import annotations
@@ -21,27 +22,27 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import metric_writers, parameter_overview, periodic_actions
+from clu import metric_writers
 
 from glcic_jax import (
   checkpointing,
-  config_base,
   evaluate,
-  host_allocator,
-  input_pipeline,
   models,
   sharding,
   train_state,
 )
+from glcic_jax import config as config_lib
 from glcic_jax import train_steps as ts
+from glcic_jax.data import pipeline as input_pipeline
+from glcic_jax.startup import huge_pages
 
-# XLA's CPU backend (jaxlib 0.10) runs bf16 convolutions and dots in float32,
-# with conversions around each (docs/performance.md, (5)).
+# XLA's CPU backend runs bf16 convolutions and dots in float32, with
+# conversions around each (docs/performance.md, "Mixed precision").
 BF16_ON_CPU_HINT = (
   "compute_dtype='bfloat16' on the CPU: XLA's CPU backend runs bf16 "
   "convolutions and matmuls in float32 with conversions around each, so "
-  "this run is about 2x slower than with float32 (the demo's joint step: "
-  "0.15-0.17 against 0.073-0.075 s). bfloat16 is meant for GPUs and TPUs."
+  "this run is slower than with float32 (docs/performance.md). bfloat16 "
+  "is meant for GPUs and TPUs."
 )
 
 
@@ -104,6 +105,18 @@ def _check_finite(step: int, metrics: dict[str, Any]) -> dict[str, float]:
   return values
 
 
+def tensorboard_writer(logdir: str) -> metric_writers.MetricWriter:
+  """TensorBoard summaries in `logdir`, written by process 0 only and not
+  echoed to the log (the loop logs its own one line per interval)."""
+  if jax.process_index() > 0:
+    return metric_writers.MultiWriter([])
+  return metric_writers.AsyncWriter(metric_writers.SummaryWriter(logdir))
+
+
+def _count(tree) -> int:
+  return sum(int(np.size(x)) for x in jax.tree.leaves(tree))
+
+
 def _log_start(config, mesh, state, global_batch: int, start: int) -> None:
   logging.info(
     "Global batch %d = %d per device x %d devices (%d processes); "
@@ -124,13 +137,12 @@ def _log_start(config, mesh, state, global_batch: int, start: int) -> None:
       ref,
       global_batch,
     )
-  if jax.process_index() == 0:
-    for name, params in (("G", state.g_params), ("D", state.d_params)):
-      logging.info(
-        "%s parameters:\n%s",
-        name,
-        parameter_overview.get_parameter_overview(jax.device_get(params)),
-      )
+  logging.info(
+    "Config %s: generator %s parameters, discriminators %s.",
+    config.name,
+    f"{_count(state.g_params):,}",
+    f"{_count(state.d_params):,}",
+  )
 
 
 def train_and_evaluate(
@@ -141,9 +153,9 @@ def train_and_evaluate(
   Returns the final state. Raises `NonFiniteLossError` when a loss turns
   NaN/inf; checkpoints written before that step are kept.
   """
-  config_base.check_config(config)
+  config_lib.check_config(config)
   if jax.default_backend() == "cpu":
-    hint = host_allocator.missing_huge_pages_hint()
+    hint = huge_pages.missing_huge_pages_hint()
     if hint:
       logging.warning("%s", hint)
     if config.compute_dtype == "bfloat16":
@@ -151,13 +163,11 @@ def train_and_evaluate(
   mesh = sharding.create_mesh()
   global_batch = config.per_device_batch_size * mesh.devices.size
   sharding.check_batch_size(global_batch, mesh)
-  writer = metric_writers.create_default_writer(
-    workdir, just_logging=jax.process_index() > 0, asynchronous=True
-  )
+  writer = tensorboard_writer(workdir)
   ckpt = checkpointing.Checkpointer(
     workdir, save_every=config.checkpoint_every, keep=config.keep_checkpoints
   )
-  abstract = checkpointing.abstract_state_from_config(config, mesh)
+  abstract = train_state.abstract_state(config, mesh)
   restored = ckpt.restore_latest(abstract)
   if restored is None:
     state = _init_on_mesh(config, mesh, abstract)
@@ -178,13 +188,14 @@ def train_and_evaluate(
     phase: sharding.jit_step(fn, mesh, state)
     for phase, fn in ts.make_steps(config).items()
   }
-  generator, _ = models.build_models(config.model, ts.compute_dtype(config))
+  generator, _ = models.build_models(
+    config.model,
+    ts.compute_dtype(config),
+    batch_per_device=config.per_device_batch_size,
+  )
   preview = jax.jit(
     functools.partial(_preview, generator),
     out_shardings=sharding.replicated(mesh),
-  )
-  report = periodic_actions.ReportProgress(
-    num_train_steps=config.total_steps, writer=writer
   )
   averages: dict[str, list[float]] = {}
   last_log, last_log_step = time.time(), start
@@ -201,7 +212,6 @@ def train_and_evaluate(
         _accumulate(averages, pending[2], _check_finite(*pending[:2]))
       pending = (step, metrics, phase)
       done = step + 1
-      report(done)
 
       if done % config.log_every == 0 or done == config.total_steps:
         _accumulate(averages, phase, _check_finite(step, metrics))
@@ -215,6 +225,7 @@ def train_and_evaluate(
         scalars["skipped_files"] = pipeline.skipped_files()
         scalars["phase"] = ts.PHASES.index(phase)
         writer.write_scalars(done, scalars)
+        _log_interval(done, config.total_steps, scalars)
         averages, last_log, last_log_step = {}, time.time(), done
 
       if config.image_every > 0 and done % config.image_every == 0:
@@ -251,7 +262,7 @@ def _evaluate(generator, state, config, mesh, workdir, writer, step) -> None:
     mesh,
     num_batches=config.eval_num_batches,
   )
-  evaluate.write_results(
+  path = evaluate.write_results(
     result,
     workdir,
     step=step,
@@ -259,18 +270,22 @@ def _evaluate(generator, state, config, mesh, workdir, writer, step) -> None:
     source=config.eval_data.source,
     writer=writer,
   )
+  grid = os.path.join(workdir, "completions.png")
+  if jax.process_index() == 0:
+    from glcic_jax.inpaint import images
+
+    images.save_png(grid, result.grid)
   logging.info(
-    "Evaluation at step %d on %d images: l1 error %.3f, PSNR %.3f, SSIM %.4f",
+    "Evaluation at step %d on %d images: l1 error %.3f, PSNR %.3f, SSIM "
+    "%.4f (%s, %s)",
     step,
     result.num_images,
     result.l1_error,
     result.psnr,
     result.ssim,
+    path,
+    grid,
   )
-  if jax.process_index() == 0:
-    from glcic_jax import inpainting
-
-    inpainting.save_png(os.path.join(workdir, "completions.png"), result.grid)
 
 
 def _accumulate(
@@ -279,10 +294,30 @@ def _accumulate(
   """Collects one step's metrics under "phase/name" as host floats.
 
   The values are already on the host (`_check_finite`). A clu `Average`
-  per metric added device ops to every step's dispatch path; on the CPU,
-  with the step holding both cores, cProfile found each of those `jnp.sum`
-  calls taking 13 ms. With host lists the demo loop went from 13.6 to 14.5
-  steps/s (means of 4 alternating 300-step runs).
+  per metric would add device ops to every step's dispatch path, which on
+  a busy CPU cost more than the step's own dispatch.
   """
   for name, value in values.items():
     averages.setdefault(f"{phase}/{name}", []).append(value)
+
+
+def _log_interval(done: int, total: int, scalars: dict[str, float]) -> None:
+  """One line per log interval: the step, each phase's mean losses, speed."""
+  phases: dict[str, list[str]] = {}
+  for key, value in sorted(scalars.items()):
+    if "/" in key:
+      phase, name = key.split("/", 1)
+      phases.setdefault(phase, []).append(f"{name} {value:.4g}")
+  losses = "; ".join(f"{p}: {', '.join(v)}" for p, v in phases.items())
+  rate = scalars["steps_per_second"]
+  eta = int((total - done) / rate) if rate > 0 else 0
+  logging.info(
+    "step %d/%d %s | %.1f images/s | %d skipped files | ETA %dm%02ds",
+    done,
+    total,
+    losses,
+    scalars["images_per_second"],
+    scalars["skipped_files"],
+    eta // 60,
+    eta % 60,
+  )

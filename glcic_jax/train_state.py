@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from jax.sharding import Mesh
 
-from glcic_jax import models
+from glcic_jax import models, sharding
 
 PyTree = Any
 
@@ -87,18 +88,37 @@ def create_state(
   )
 
 
-def init_state(
-  config: Any, rng: jax.Array, partitionable_draws: bool = False
-) -> GANState:
+def init_state(config: Any, rng: jax.Array) -> GANState:
   """Initialises networks (mmagic's init) and optimisers from a config.
 
-  `partitionable_draws`: see `models.init_variables` (True only for
-  scripts/benchmark_compile.py's baseline)."""
+  The parameters are the same whatever convolution forms the networks run
+  with; the native ones trace fastest, and the forward pass is dropped.
+  """
   init_rng, state_rng = jax.random.split(rng)
-  generator, discs = models.build_models(config.model)
+  generator, discs = models.build_models(config.model, conv_forms="native")
   size = (config.image_size, config.image_size)
   local = (config.local_size, config.local_size)
   g_vars, d_vars = models.init_variables(
-    generator, discs, init_rng, size, local, partitionable_draws
+    generator, discs, init_rng, size, local
   )
   return create_state(g_vars, d_vars, state_rng, config)
+
+
+def abstract_state(config: Any, mesh: Mesh | None = None) -> GANState:
+  """Shapes, dtypes and shardings of the `GANState` that `config` trains.
+
+  Costs no computation (`jax.eval_shape`). With a mesh, every leaf is
+  replicated over it, as training keeps the state; without one, leaves go
+  on the default device (for export, eval and inpaint on one host).
+  """
+  abstract = jax.eval_shape(
+    lambda rng: init_state(config, rng),
+    jax.ShapeDtypeStruct((2,), jnp.uint32),  # a raw PRNGKey
+  )
+  target = (
+    sharding.single_device() if mesh is None else sharding.replicated(mesh)
+  )
+  return jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=target),
+    abstract,
+  )

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from glcic_jax import models
+from glcic_jax import layers, models
 from glcic_jax.train_state import GANState
 
 Batch = dict[str, jax.Array]
@@ -63,7 +63,7 @@ def phase_for_step(step: int, schedule: Any) -> str:
 def l1_hole_loss(fake_res: jax.Array, gt: jax.Array, mask: jax.Array):
   """Mean |fake - gt| over hole elements (mmagic L1Loss, weight=mask)."""
   weight = jnp.broadcast_to(mask, fake_res.shape)
-  diff = jnp.abs(fake_res.astype(models.output_dtype(gt.dtype)) - gt) * weight
+  diff = jnp.abs(fake_res.astype(layers.output_dtype(gt.dtype)) - gt) * weight
   return jnp.sum(diff) / (jnp.sum(weight) + 1e-12)
 
 
@@ -87,11 +87,9 @@ def crop_local(images: jax.Array, local_bbox: jax.Array, size: int):
 
 
 def _generator_forward(state: GANState, g_params, batch: Batch, generator):
-  image, mask = batch["image"], batch["mask"]
-  x = jnp.concatenate([image * (1.0 - mask), mask], axis=-1)
   fake_res, updates = generator.apply(
     {"params": g_params, "batch_stats": state.g_batch_stats},
-    x,
+    models.network_input(batch["image"], batch["mask"]),
     train=True,
     mutable=["batch_stats"],
   )
@@ -257,9 +255,17 @@ def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
   return jnp.dtype(config.compute_dtype)
 
 
-def make_steps(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The three phase steps with networks and loss weights bound."""
-  generator, discs = models.build_models(config.model, compute_dtype(config))
+def make_steps(
+  config: ml_collections.ConfigDict, conv_forms: str = "auto"
+) -> dict[str, Any]:
+  """The three phase steps with networks and loss weights bound; each
+  device runs `config.per_device_batch_size` examples of every call."""
+  generator, discs = models.build_models(
+    config.model,
+    compute_dtype(config),
+    conv_forms=conv_forms,
+    batch_per_device=config.per_device_batch_size,
+  )
   common = dict(generator=generator)
   d_kw = dict(discs=discs, local_size=config.local_size)
   return {

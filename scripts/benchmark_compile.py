@@ -11,10 +11,10 @@ One row per program, each compiled on 1 device, `--repeats` times from a
 fresh lowering with JAX's caches cleared (median), next to a baseline
 compiled in the same run:
 - init: the same variables drawn with JAX's default, partitionable
-  threefry (what glcic-jax did before docs/performance.md change 10);
-- steps: XLA's native convolutions (`conv_layers.native_convs()`) instead
-  of the CPU conv forms (Winograd, row and patch matmuls), which trade
-  compile time for step time. On GPUs and TPUs the two are the same
+  threefry (`partitionable_init` below);
+- steps: XLA's native convolutions (`make_steps(conv_forms="native")`)
+  instead of the CPU conv forms (Winograd, row and patch matmuls), which
+  trade compile time for step time. On GPUs and TPUs the two are the same
   program.
 """
 
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from absl import app, flags
 from ml_collections import config_flags
 
-from glcic_jax import conv_layers, train_state
+from glcic_jax import models, train_state
 from glcic_jax import train_steps as ts
 
 FLAGS = flags.FLAGS
@@ -48,6 +48,23 @@ def compile_seconds(fn, *args, repeats: int) -> float:
     lowered.compile()
     times.append(time.perf_counter() - start)
   return statistics.median(times)
+
+
+def partitionable_init(config, rng):
+  """`train_state.init_state` with JAX's default, partitionable threefry."""
+  init_rng, state_rng = jax.random.split(rng)
+  generator, discs = models.build_models(config.model, conv_forms="native")
+  size, local = config.image_size, config.local_size
+  g_rng, d_rng = jax.random.split(init_rng)
+  with jax.threefry_partitionable(True):
+    g_vars = generator.init(g_rng, jnp.zeros((1, size, size, 4)), train=False)
+    d_vars = discs.init(
+      d_rng,
+      jnp.zeros((1, size, size, 3)),
+      jnp.zeros((1, local, local, 3)),
+      train=False,
+    )
+  return train_state.create_state(dict(g_vars), dict(d_vars), state_rng, config)
 
 
 def abstract_batch(config, n: int) -> dict:
@@ -71,20 +88,16 @@ def main(argv):
         functools.partial(train_state.init_state, config), key, repeats=repeats
       ),
       compile_seconds(
-        functools.partial(
-          train_state.init_state, config, partitionable_draws=True
-        ),
-        key,
-        repeats=repeats,
+        functools.partial(partitionable_init, config), key, repeats=repeats
       ),
     )
   ]
   state = jax.eval_shape(functools.partial(train_state.init_state, config), key)
   batch = abstract_batch(config, n)
+  native_steps = ts.make_steps(config, conv_forms="native")
   for phase, step in ts.make_steps(config).items():
     ours = compile_seconds(step, state, batch, repeats=repeats)
-    with conv_layers.native_convs():  # read when `step` is traced anew
-      native = compile_seconds(step, state, batch, repeats=repeats)
+    native = compile_seconds(native_steps[phase], state, batch, repeats=repeats)
     rows.append((f"{phase} step", ours, native))
   print(
     f"config {config.name}: {config.image_size}px, batch {n}, "

@@ -29,7 +29,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import app, flags
 
-from glcic_jax import config_base, image_sources, input_pipeline
+from glcic_jax import config as config_lib
+from glcic_jax.data import pipeline as input_pipeline
+from glcic_jax.data import sources as image_sources
 
 _PARALLEL = flags.DEFINE_integer(
   "num_parallel_calls", -1, "tf.data parallelism; -1 = AUTOTUNE."
@@ -60,7 +62,7 @@ def _jpeg_bytes(image):
 
 
 def _config(source, **data):
-  config = config_base.get_base_config()
+  config = config_lib.get_base_config()
   config.data.source = source
   config.data.num_parallel_calls = _PARALLEL.value
   config.data.jpeg_crop_decode = _CROP_DECODE.value

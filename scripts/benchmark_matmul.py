@@ -2,7 +2,7 @@
 
   python scripts/benchmark_matmul.py
 
-Why: on the CPU backend `glcic_jax.conv_layers` computes most convs as
+Why: on the CPU backend `glcic_jax.cpu` computes most convs as
 matmuls, so XLA's matrix multiply is what they can reach at best (whether
 it or PyTorch's matmul is faster depends on the CPU: docs/performance.md).
 This prints

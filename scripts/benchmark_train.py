@@ -20,7 +20,7 @@ from other processes hits both alike: the ratio of the medians is the number
 to read on a shared machine. `--layers` adds forward+backward times per
 layer kind at the config's widths (also interleaved). The step table is
 printed last. Like the console scripts, the script restarts itself once so
-that malloc maps large buffers with huge pages (`host_allocator`; both
+that malloc maps large buffers with huge pages (`startup.huge_pages`; both
 frameworks share the process; `GLCIC_HUGE_PAGES=0` measures without).
 """
 
@@ -42,16 +42,10 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from glcic_jax import (  # noqa: E402
-  config_base,
-  conv_layers,
-  host_allocator,
-  models,
-  sharding,
-  subpixel_conv,
-  train_state,
-)
+from glcic_jax import config as config_lib  # noqa: E402
+from glcic_jax import layers, sharding, train_state  # noqa: E402
 from glcic_jax import train_steps as ts  # noqa: E402
+from glcic_jax.startup import huge_pages  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Config.", lock_config=True)
 flags.DEFINE_enum("phase", "joint", ["g", "d", "joint"], "Phase to time.")
@@ -193,11 +187,9 @@ def jax_step(config, phase: str) -> tuple[Callable[[], None], dict]:
   executed = _flops(compiled.cost_analysis()) * mesh.devices.size
   # The model's arithmetic: the same step with native convolutions, counted
   # before XLA's passes (the CPU's Winograd convs execute fewer FLOPs).
-  # A fresh step function: jit's trace cache is keyed on the function, not
-  # on `native_convs`, so reusing the one above would count its CPU forms.
-  with conv_layers.native_convs():
-    native = sharding.jit_step(ts.make_steps(config)[phase], mesh, state)
-    flops = _flops(native.lower(state, batch).cost_analysis())
+  native_step = ts.make_steps(config, conv_forms="native")[phase]
+  native = sharding.jit_step(native_step, mesh, state)
+  flops = _flops(native.lower(state, batch).cost_analysis())
   holder = {"state": state}
 
   def run():
@@ -304,19 +296,18 @@ def layer_specs(config) -> list[tuple]:
   return specs
 
 
-def _jax_layer(spec, dtype, n: int, matmul: bool) -> Callable[[], None]:
+def _jax_layer(spec, dtype, n: int, forms: str) -> Callable[[], None]:
   """Forward + backward (input and parameter gradients) of one layer, with
-  convs as matmuls or as XLA's native convolutions."""
+  convs in the given forms ('cpu': matmuls, 'native': XLA's convs)."""
   _, kind, cin, cout, k, stride, dil, side = spec
   x = jax.random.normal(jax.random.PRNGKey(0), (n, side, side, cin), dtype)
+  conv, conv_transpose = layers.conv_layers(forms, n)
   if kind == "bn":
-    module = models.BatchNorm(dtype=dtype)
+    module = layers.BatchNorm(dtype=dtype)
   elif kind == "tconv":
-    module = subpixel_conv.SubPixelConvTranspose(
-      cout, dtype=dtype, matmul=matmul
-    )
+    module = conv_transpose(cout, dtype=dtype)
   else:
-    module = conv_layers.Conv(cout, k, stride, dil, dtype=dtype, matmul=matmul)
+    module = conv(cout, k, stride, dil, dtype=dtype)
   args = (True,) if kind == "bn" else ()
   variables = module.init(jax.random.PRNGKey(1), x, *args)
 
@@ -361,16 +352,16 @@ def _torch_layer(spec, config, n: int) -> Callable[[], None]:
 
 def bench_layers(config, n: int) -> list[dict]:
   """Per-layer JAX and PyTorch medians, in the same interleaved rounds.
-  JAX convs are timed in both formulations (matmul and native)."""
+  JAX convs are timed in both forms (the backend's and the other)."""
   dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[
     config.compute_dtype
   ]
-  matmul = conv_layers.matmul_convs_default()
+  ours, other = _forms()
   rows = []
   for spec in layer_specs(config):
-    fns = {"jax": _jax_layer(spec, dtype, n, matmul)}
+    fns = {"jax": _jax_layer(spec, dtype, n, ours)}
     if spec[1] != "bn":
-      fns["jax_other"] = _jax_layer(spec, dtype, n, not matmul)
+      fns["jax_other"] = _jax_layer(spec, dtype, n, other)
     if FLAGS.torch:
       fns["torch"] = _torch_layer(spec, config, n)
     times = interleaved(fns, max(FLAGS.steps, 5), FLAGS.warmup)
@@ -381,9 +372,15 @@ def bench_layers(config, n: int) -> list[dict]:
   return rows
 
 
+def _forms() -> tuple[str, str]:
+  """(the backend's conv forms, the other ones)."""
+  if jax.default_backend() == "cpu":
+    return "cpu", "native"
+  return "native", "cpu"
+
+
 def print_layers(rows: list[dict]) -> None:
-  native = not conv_layers.matmul_convs_default()
-  ours, other = ("native", "matmul") if native else ("matmul", "native")
+  ours, other = _forms()
   print(f"\nforward+backward per layer kind, ms (JAX convs as {ours};")
   print(f"as {other} in brackets)")
   print(f"{'layer':28s} {'in':>12s} {'JAX':>14s} {'PyTorch':>8s} {'ratio':>6s}")
@@ -401,7 +398,7 @@ def print_layers(rows: list[dict]) -> None:
 def main(argv):
   del argv
   config = FLAGS.config
-  config_base.check_config(config)
+  config_lib.check_config(config)
   phase = PHASES[FLAGS.phase]
   peak32 = matmul_peak(jnp.float32, FLAGS.peak_size)
   peak16 = matmul_peak(jnp.bfloat16, FLAGS.peak_size)
@@ -419,7 +416,7 @@ def main(argv):
     "device_kind": jax.devices()[0].device_kind,
     "backend": jax.default_backend(),
     "host_cpu": host_cpu(),
-    "malloc": host_allocator.describe(),
+    "malloc": huge_pages.describe(),
     "devices": jax.local_device_count(),
     "phase": phase,
     "image_size": config.image_size,
@@ -497,6 +494,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  host_allocator.reexec_with_huge_pages()
+  huge_pages.reexec_with_huge_pages()
   flags.mark_flags_as_required(["config"])
   app.run(main)

@@ -38,7 +38,9 @@ def main(argv):
     FLAGS.workdir, FLAGS.step
   )
   mesh = sharding.create_mesh()
-  generator, _ = models.build_models(config.model)
+  generator, _ = models.build_models(
+    config.model, batch_per_device=config.per_device_batch_size
+  )
   candidates = {
     "masked input (mid-grey hole)": (MidGrey(), {}),
     f"completion, step {step}": (generator, g_vars),

@@ -50,7 +50,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import benchmark_train  # noqa: E402
 
-from glcic_jax import config_base, host_allocator  # noqa: E402
+from glcic_jax import config as config_lib  # noqa: E402
+from glcic_jax.startup import huge_pages  # noqa: E402
 
 # --config, --phase, --steps, --warmup and --json are benchmark_train's flags.
 flags.DEFINE_integer("top", 25, "How many single ops to list.")
@@ -226,7 +227,7 @@ def main(argv):
       "GPUs and TPUs use TensorBoard's profiler."
     )
   config = FLAGS.config
-  config_base.check_config(config)
+  config_lib.check_config(config)
   run, info = benchmark_train.jax_step(
     config, benchmark_train.PHASES[FLAGS.phase]
   )
@@ -305,6 +306,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  host_allocator.reexec_with_huge_pages()  # as benchmark_train's steps run
+  huge_pages.reexec_with_huge_pages()  # as benchmark_train's steps run
   flags.mark_flags_as_required(["config"])
   app.run(main)

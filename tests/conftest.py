@@ -35,7 +35,7 @@ _LONG_FILES_FIRST = (
   "test_train_steps.py",
   "test_train_runs.py",
   "test_interop.py",
-  "test_import_export.py",
+  "test_weights.py",
   "test_mixed_precision.py",
 )
 

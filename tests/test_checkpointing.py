@@ -15,11 +15,12 @@ import jax
 import numpy as np
 import pytest
 
-from glcic_jax import checkpointing, config_base, sharding, train_state
+from glcic_jax import checkpointing, sharding, train_state
+from glcic_jax import config as config_lib
 
 
 def tiny_config():
-  c = config_base.get_base_config()
+  c = config_lib.get_base_config()
   c.image_size = 32
   c.local_size = 16
   c.model.generator_channels = 4
@@ -38,7 +39,7 @@ def config():
 
 @pytest.fixture(scope="module")
 def abstract(config):
-  return checkpointing.abstract_state_from_config(config)
+  return train_state.abstract_state(config)
 
 
 def random_state(
@@ -85,7 +86,7 @@ def save_steps(workdir, abstract, config, steps, *, keep=3):
 def test_round_trip_replicated_on_8_device_mesh(tmp_path, config):
   mesh = sharding.create_mesh()
   assert mesh.devices.size == 8
-  abstract = checkpointing.abstract_state_from_config(config, mesh)
+  abstract = train_state.abstract_state(config, mesh)
   state = random_state(abstract, step=7, mesh=mesh)
   expected = jax.device_get(state)
   assert expected.rng.dtype == np.uint32 and expected.rng.shape == (2,)
@@ -97,7 +98,7 @@ def test_round_trip_replicated_on_8_device_mesh(tmp_path, config):
     jax.tree.map(lambda x: x.delete(), state)
 
   with make(tmp_path / "w") as ckpt:
-    assert ckpt.all_steps() == [7] and ckpt.latest_step() == 7
+    assert ckpt.all_steps() == [7]
     restored, meta = ckpt.restore(abstract)
 
   assert_trees_equal(jax.device_get(restored), expected)
@@ -250,7 +251,7 @@ def test_wrong_config_restores_nothing_and_moves_nothing(
   save_steps(tmp_path, abstract, config, [1, 2])
   wider = tiny_config()
   wider.model.generator_channels = 8
-  other = checkpointing.abstract_state_from_config(wider)
+  other = train_state.abstract_state(wider)
   with make(tmp_path) as ckpt:
     with pytest.raises(checkpointing.CheckpointError, match="None of"):
       ckpt.restore_latest(other)
@@ -270,7 +271,7 @@ def test_empty_or_missing_workdir(tmp_path, abstract):
   missing = tmp_path / "missing"
   with make(missing) as ckpt:
     assert ckpt.restore_latest(abstract) is None
-    assert ckpt.all_steps() == [] and ckpt.latest_step() is None
+    assert ckpt.all_steps() == []
     with pytest.raises(FileNotFoundError, match="no such directory"):
       ckpt.restore(abstract)
   assert not missing.exists()  # reading never creates the workdir

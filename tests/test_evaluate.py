@@ -12,17 +12,11 @@ import numpy as np
 import pytest
 from absl import flags
 
-from glcic_jax import (
-  eval_main,
-  evaluate,
-  import_main,
-  input_pipeline,
-  interop,
-  metrics,
-  models,
-  sharding,
-)
-from tests.test_inference import save_tiny_checkpoint, tiny_state
+from glcic_jax import evaluate, interop, metrics, models, sharding, weights
+from glcic_jax.commands import eval as eval_command
+from glcic_jax.data import pipeline as input_pipeline
+from tests import reference_metrics
+from tests.inpaint.test_completer import save_tiny_checkpoint, tiny_state
 
 TINY_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs/tiny.py")
 
@@ -31,7 +25,9 @@ TINY_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs/tiny.py")
 def setup():
   config, state = tiny_state()
   config.eval_data.skimage_split = "all"  # 17 photos: 3 batches, 7 padded
-  generator, _ = models.build_models(config.model)
+  generator, _ = models.build_models(
+    config.model, batch_per_device=config.per_device_batch_size
+  )
   return config, generator, state.generator_variables()
 
 
@@ -58,9 +54,11 @@ def test_metrics_equal_numpy_float64_per_image(setup, result_on_8):
     for i in np.flatnonzero(batch["valid"]):
       gt = metrics.to_pixels(batch["image"][i].astype(np.float64))
       pred = metrics.to_pixels(fake_img[i].astype(np.float64))
-      acc["l1_error"].append(metrics.l1_error(gt, pred, batch["mask"][i]))
-      acc["psnr"].append(metrics.psnr(gt, pred))
-      acc["ssim"].append(metrics.ssim(gt, pred))
+      acc["l1_error"].append(
+        reference_metrics.l1_error(gt, pred, batch["mask"][i])
+      )
+      acc["psnr"].append(reference_metrics.psnr(gt, pred))
+      acc["ssim"].append(reference_metrics.ssim(gt, pred))
   assert len(acc["psnr"]) == 17
   np.testing.assert_allclose(
     result.l1_error, np.mean(acc["l1_error"]), atol=1e-4
@@ -111,8 +109,8 @@ def workdir(tmp_path_factory):
 def _run_cli(argv: list[str]) -> None:
   """glcic-eval's own flag definitions and main, on a private FlagValues."""
   fv = flags.FlagValues()
-  eval_main.define_flags(fv, sys_argv=argv)
-  eval_main.main(fv(argv), fv)
+  eval_command.define_flags(fv, sys_argv=argv)
+  eval_command.main(fv(argv), fv)
 
 
 def test_cli_numbers_and_files(workdir, result_on_8, tmp_path, capsys):
@@ -140,8 +138,8 @@ def test_cli_numbers_and_files(workdir, result_on_8, tmp_path, capsys):
 
 
 def test_default_config_reproducible_and_errors(workdir, tmp_path):
-  a = eval_main.run_evaluation(workdir)
-  b = eval_main.run_evaluation(workdir)
+  a = evaluate.evaluate_checkpoint(workdir)
+  b = evaluate.evaluate_checkpoint(workdir)
   assert a == b
   # The saved config's eval data: the 2 held-out photos.
   assert a["checkpoint_step"] == 5 and a["num_images"] == 2
@@ -151,11 +149,11 @@ def test_default_config_reproducible_and_errors(workdir, tmp_path):
   with pytest.raises(
     FileNotFoundError, match=r"step 7.*available steps: \[5\]"
   ):
-    eval_main.run_evaluation(workdir, step=7)
+    evaluate.evaluate_checkpoint(workdir, step=7)
   with pytest.raises(FileNotFoundError, match="No checkpoint.*none"):
-    eval_main.run_evaluation(str(tmp_path / "empty"))
+    evaluate.evaluate_checkpoint(str(tmp_path / "empty"))
   with pytest.raises(ValueError, match=r"\.json"):
-    eval_main.run_evaluation(workdir, output=str(tmp_path / "results"))
+    evaluate.evaluate_checkpoint(workdir, output=str(tmp_path / "results"))
 
 
 def test_imported_checkpoint_evaluates_without_training(workdir, tmp_path):
@@ -170,10 +168,10 @@ def test_imported_checkpoint_evaluates_without_training(workdir, tmp_path):
     ),
   )
   imported = str(tmp_path / "imported")
-  import_main.import_checkpoint(str(pth), imported, config, step=300_000)
-  record = eval_main.run_evaluation(imported)
+  weights.import_checkpoint(str(pth), imported, config, step=300_000)
+  record = evaluate.evaluate_checkpoint(imported)
   assert record["checkpoint_step"] == 300_000
-  native = eval_main.run_evaluation(workdir)
+  native = evaluate.evaluate_checkpoint(workdir)
   for k in ("l1_error", "psnr", "ssim", "num_images"):
     assert record[k] == native[k]
   assert 0 < record["ssim"] < 1

@@ -1,6 +1,7 @@
-"""Tests for glcic_jax.metrics: hand-computed values and independent oracles.
+"""glcic_jax.metrics and the float64 reference formulas it is held to
+(tests/reference_metrics.py): hand-computed values and independent oracles.
 
-The oracles are written here, not imported from the module under test:
+The oracles are written here, not imported from the code under test:
 scikit-image's Gaussian SSIM (same MATLAB recipe, different code) and a
 float32 OpenCV pipeline that follows mmagic's own steps.
 """
@@ -14,6 +15,7 @@ from skimage import data
 from skimage.metrics import structural_similarity
 
 from glcic_jax import metrics
+from tests import reference_metrics
 
 
 def _photo(height: int, width: int, top: int = 0, left: int = 0) -> np.ndarray:
@@ -53,9 +55,11 @@ def test_gaussian_window_matches_opencv():
 def test_identical_images():
   gt = _photo(40, 50).astype(np.uint8)
   mask = _box_mask(40, 50, (5, 5, 10, 10))
-  assert metrics.l1_error(gt, gt, mask) == 0.0
-  assert metrics.psnr(gt, gt) == float("inf")  # mmagic returns inf too
-  assert metrics.ssim(gt, gt) == pytest.approx(1.0, abs=1e-12)
+  assert reference_metrics.l1_error(gt, gt, mask) == 0.0
+  assert reference_metrics.psnr(gt, gt) == float(
+    "inf"
+  )  # mmagic returns inf too
+  assert reference_metrics.ssim(gt, gt) == pytest.approx(1.0, abs=1e-12)
   batch = jax.jit(metrics.batch_metrics)(gt[None], gt[None], mask[None])
   assert float(batch["l1_error"][0]) == 0.0
   assert float(batch["psnr"][0]) == float("inf")
@@ -67,9 +71,13 @@ def test_constant_offset_hand_computed():
   gt = np.clip(_photo(32, 48), offset, 255.0)
   pred = gt - offset
   mask = _box_mask(32, 48, (3, 4, 10, 20))
-  assert metrics.psnr(gt, pred) == pytest.approx(20 * np.log10(255 / offset))
+  assert reference_metrics.psnr(gt, pred) == pytest.approx(
+    20 * np.log10(255 / offset)
+  )
   # Every hole value is off by `offset` grey levels: 7/255 of the range.
-  assert metrics.l1_error(gt, pred, mask) == pytest.approx(100 * offset / 255)
+  assert reference_metrics.l1_error(gt, pred, mask) == pytest.approx(
+    100 * offset / 255
+  )
 
 
 def test_hole_only_difference():
@@ -79,25 +87,30 @@ def test_hole_only_difference():
   pred = gt + offset * mask
   hole_fraction = (12 * 15) / (height * width)
   # l1 counts hole pixels only, so it is the full offset...
-  assert metrics.l1_error(gt, pred, mask) == pytest.approx(100 * offset / 255)
+  assert reference_metrics.l1_error(gt, pred, mask) == pytest.approx(
+    100 * offset / 255
+  )
   # ...while PSNR averages the squared error over the whole image.
   mse = offset**2 * hole_fraction
-  assert metrics.psnr(gt, pred) == pytest.approx(
+  assert reference_metrics.psnr(gt, pred) == pytest.approx(
     20 * np.log10(255 / np.sqrt(mse))
   )
   # An error outside the hole does not count for l1.
   outside = gt + offset * (1 - mask)
-  assert metrics.l1_error(gt, outside, mask) == 0.0
-  assert metrics.psnr(gt, outside) < 40.0
+  assert reference_metrics.l1_error(gt, outside, mask) == 0.0
+  assert reference_metrics.psnr(gt, outside) < 40.0
 
 
 def test_mask_forms_are_equivalent():
   gt = _photo(20, 24)
   pred = _noisy(gt, seed=1)
   mask = _box_mask(20, 24, (2, 3, 9, 7))
-  expected = metrics.l1_error(gt, pred, mask)
-  assert metrics.l1_error(gt, pred, mask[..., 0]) == expected
-  assert metrics.l1_error(gt, pred, (mask * 255).astype(np.uint8)) == expected
+  expected = reference_metrics.l1_error(gt, pred, mask)
+  assert reference_metrics.l1_error(gt, pred, mask[..., 0]) == expected
+  assert (
+    reference_metrics.l1_error(gt, pred, (mask * 255).astype(np.uint8))
+    == expected
+  )
   # Independent hand formula: mean |diff| over hole entries, in percent.
   hole = np.broadcast_to(mask, gt.shape) > 0
   manual = np.abs(gt - pred)[hole].mean() / 255 * 100
@@ -117,7 +130,7 @@ def test_ssim_matches_scikit_image(shape):
     data_range=255,
     channel_axis=-1,
   )
-  assert metrics.ssim(gt, pred) == pytest.approx(oracle, abs=1e-10)
+  assert reference_metrics.ssim(gt, pred) == pytest.approx(oracle, abs=1e-10)
 
 
 def _mmagic_style_ssim_float32(gt: np.ndarray, pred: np.ndarray) -> float:
@@ -150,7 +163,7 @@ def _mmagic_style_ssim_float32(gt: np.ndarray, pred: np.ndarray) -> float:
 def test_ssim_matches_mmagic_float32_pipeline():
   gt = _photo(48, 60, top=60, left=200)
   pred = _noisy(gt, seed=3, std=20.0)
-  assert metrics.ssim(gt, pred) == pytest.approx(
+  assert reference_metrics.ssim(gt, pred) == pytest.approx(
     _mmagic_style_ssim_float32(gt, pred), abs=1e-5
   )
 
@@ -174,7 +187,9 @@ def test_ssim_by_explicit_window_sum():
       blur(x * x) - mx**2 + blur(y * y) - my**2 + c2
     )
     values.append((num / den).mean())
-  assert metrics.ssim(gt, pred) == pytest.approx(np.mean(values), abs=1e-12)
+  assert reference_metrics.ssim(gt, pred) == pytest.approx(
+    np.mean(values), abs=1e-12
+  )
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (37, 53)])
@@ -195,13 +210,13 @@ def test_batch_metrics_match_float64(shape):
     assert all(v.shape == (2,) for v in got.values())
     for i in range(2):
       assert float(got["l1_error"][i]) == pytest.approx(
-        metrics.l1_error(gt[i], pred[i], mask[i]), abs=1e-4
+        reference_metrics.l1_error(gt[i], pred[i], mask[i]), abs=1e-4
       )
       assert float(got["psnr"][i]) == pytest.approx(
-        metrics.psnr(gt[i], pred[i]), abs=1e-3
+        reference_metrics.psnr(gt[i], pred[i]), abs=1e-3
       )
       assert float(got["ssim"][i]) == pytest.approx(
-        metrics.ssim(gt[i], pred[i]), abs=1e-4
+        reference_metrics.ssim(gt[i], pred[i]), abs=1e-4
       )
 
 
@@ -233,17 +248,17 @@ def test_accumulator_takes_batch_metrics_output():
   accumulator.update(metrics.batch_metrics(gt, pred, mask), np.array([1, 0]))
   assert np.isfinite(accumulator.result()["psnr"])  # the padded inf is gone
   assert accumulator.result()["psnr"] == pytest.approx(
-    metrics.psnr(gt[0], pred[0]), abs=1e-3
+    reference_metrics.psnr(gt[0], pred[0]), abs=1e-3
   )
 
 
 def test_invalid_inputs_raise():
   gt = _photo(20, 20)
   with pytest.raises(ValueError, match="shape"):
-    metrics.psnr(gt, gt[:10])
+    reference_metrics.psnr(gt, gt[:10])
   with pytest.raises(ValueError, match="mask shape"):
-    metrics.l1_error(gt, gt, np.ones((10, 20, 1)))
+    reference_metrics.l1_error(gt, gt, np.ones((10, 20, 1)))
   with pytest.raises(ValueError, match="11x11"):
-    metrics.ssim(gt[:8], gt[:8])
+    reference_metrics.ssim(gt[:8], gt[:8])
   with pytest.raises(ValueError, match="no valid"):
     metrics.MetricAccumulator().result()

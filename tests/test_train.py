@@ -15,7 +15,8 @@ import jax
 import numpy as np
 import pytest
 
-from glcic_jax import checkpointing, host_allocator, train
+from glcic_jax import checkpointing, train, train_state
+from glcic_jax.startup import huge_pages
 from tests.test_train_steps import fraction_differing, load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,7 +49,7 @@ def tiny(**overrides):
 
 def final_params(workdir, step=None):
   config = checkpointing.load_config(workdir)
-  abstract = checkpointing.abstract_state_from_config(config)
+  abstract = train_state.abstract_state(config)
   with checkpointing.Checkpointer(workdir, save_every=1, keep=10) as ckpt:
     state, _ = ckpt.restore(abstract, step)
   return jax.device_get(state)
@@ -153,7 +154,7 @@ def train_cmd(workdir, *extra):
   return [
     sys.executable,
     "-m",
-    "glcic_jax.main",
+    "glcic_jax.commands.train",
     f"--config={os.path.join(REPO, 'configs', 'tiny.py')}",
     f"--workdir={workdir}",
     "--config.eval_every=0",
@@ -208,9 +209,9 @@ def test_two_processes_equal_one_process(straight_run, tmp_path):
   ]
   outs = [p.communicate(timeout=600)[0] for p in procs]
   # The console script's start-up restarted each with huge pages for
-  # malloc, where this machine has them (host_allocator).
-  huge = host_allocator.tunables_with_huge_pages(
-    env, platform.libc_ver(), host_allocator.thp_mode()
+  # malloc, where this machine has them (startup.huge_pages).
+  huge = huge_pages.tunables_with_huge_pages(
+    env, platform.libc_ver(), huge_pages.thp_mode()
   )
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out[-3000:]

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import jax
@@ -17,15 +18,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glcic_jax import checkpointing, config_base, train
+from glcic_jax import checkpointing, train
+from glcic_jax import config as config_lib
 from tests.test_train import (
+  REPO,
   assert_states_equal,
   cpu_env,
   final_params,
   tiny,
   train_cmd,
 )
-from tests.test_train_steps import load_config
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
@@ -40,13 +42,13 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_config_errors_name_the_field():
   with pytest.raises(ValueError, match="image_size=30"):
-    config_base.check_config(tiny(image_size=30))
+    config_lib.check_config(tiny(image_size=30))
   with pytest.raises(ValueError, match="model.global_num_convs=4"):
-    config_base.check_config(
+    config_lib.check_config(
       tiny(**{"model.global_num_convs": 4, "image_size": 24})
     )
   with pytest.raises(ValueError, match="compute_dtype"):
-    config_base.check_config(tiny(compute_dtype="float16"))
+    config_lib.check_config(tiny(compute_dtype="float16"))
 
 
 def wait_for_checkpoint(workdir, proc, newer_than=0, timeout=240):
@@ -104,18 +106,51 @@ def test_kill_and_preemption_then_restart_match_uninterrupted(tmp_path):
   assert_states_equal(final_params(workdir, total), jax.device_get(want))
 
 
-def test_demo_config_end_to_end_at_reduced_steps(tmp_path):
-  """The README's main job, shortened: all three phases, a checkpoint,
-  TensorBoard logs, an evaluation and completions.png."""
-  config = load_config("demo")
-  config.per_device_batch_size = 1
-  config.total_steps = 6
-  config.schedule.iter_tc, config.schedule.iter_td = 1, 3
-  config.checkpoint_every = config.eval_every = config.image_every = 6
-  config.log_every = 2
-  workdir = str(tmp_path)
-  state = train.train_and_evaluate(config, workdir)
-  assert int(state.step) == 6
+def test_demo_command_end_to_end_at_reduced_steps(tmp_path):
+  """The README's main job through the real command, shortened: all three
+  phases, a checkpoint, TensorBoard logs, an evaluation and
+  completions.png, and a log a user can read: one line per log interval and
+  per evaluation, no third-party chatter, and a last line saying where to
+  look."""
+  workdir = str(tmp_path / "demo")
+  overrides = dict(
+    per_device_batch_size=1,
+    total_steps=6,
+    checkpoint_every=6,
+    eval_every=6,
+    image_every=6,
+    log_every=2,
+  )
+  cmd = [
+    sys.executable,
+    "-m",
+    "glcic_jax.commands.train",
+    f"--config={os.path.join(REPO, 'configs', 'demo.py')}",
+    f"--workdir={workdir}",
+    "--config.schedule.iter_tc=1",
+    "--config.schedule.iter_td=3",
+    *[f"--config.{k}={v}" for k, v in overrides.items()],
+  ]
+  done = subprocess.run(
+    cmd, env=cpu_env(8), capture_output=True, text=True, check=False
+  )
+  log = done.stdout + done.stderr
+  assert done.returncode == 0, log[-3000:]
+  lines = log.strip().splitlines()
+  steps = [line for line in lines if "] step " in line]
+  assert [line.split("] step ")[1].split()[0] for line in steps] == [
+    "2/6",
+    "4/6",
+    "6/6",
+  ], log
+  assert "generator:" in steps[0] and "loss_l1_hole" in steps[0], log
+  assert "joint:" in steps[2] and "loss_g_fake" in steps[2], log
+  assert sum("Evaluation at step 6 on 2 images" in line for line in lines) == 1
+  for noise in ("PNG warning", "oneDNN", "CheckpointManager", "+---", "tpu"):
+    assert noise not in log, (noise, log)
+  assert len(lines) < 20, log
+  assert lines[-1].endswith(f"see {workdir}/completions.png"), log
+
   assert checkpointing.existing_steps(workdir) == [6]
   assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
   grid = np.asarray(Image.open(os.path.join(workdir, "completions.png")))
@@ -124,4 +159,3 @@ def test_demo_config_end_to_end_at_reduced_steps(tmp_path):
     record = json.load(f)
   assert record["num_images"] == 2  # the two held-out photos
   assert 0 < record["ssim"] <= 1 and record["psnr"] > 5
-  assert record["checkpoint_step"] == 6

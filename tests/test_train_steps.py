@@ -12,7 +12,8 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from glcic_jax import config_base, interop, models, sharding, train_state
+from glcic_jax import config as config_lib
+from glcic_jax import interop, models, sharding, train_state
 from glcic_jax import train_steps as ts
 from tests import torch_reference as ref
 from tests.reference_files import reference_path
@@ -20,7 +21,7 @@ from tests.reference_files import reference_path
 
 def golden_config():
   """The golden run's settings (see golden/README.md)."""
-  c = config_base.get_base_config()
+  c = config_lib.get_base_config()
   c.image_size, c.local_size = 64, 32
   c.model.disc_max_channels = 64
   c.model.global_num_convs, c.model.local_num_convs = 4, 3
@@ -83,7 +84,7 @@ def test_phase_rule_matches_mmagic_cur_iter():
   assert [ts.phase_for_step(i, s) for i in range(7)] == [ts.PHASE_G] * 2 + [
     ts.PHASE_D
   ] * 2 + [ts.PHASE_JOINT] * 3
-  places = config_base.get_base_config().schedule  # 90k / 100k
+  places = config_lib.get_base_config().schedule  # 90k / 100k
   assert ts.phase_for_step(90_000, places) == ts.PHASE_G
   assert ts.phase_for_step(90_001, places) == ts.PHASE_D
   assert ts.phase_for_step(100_000, places) == ts.PHASE_D

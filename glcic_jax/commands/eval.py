@@ -1,0 +1,86 @@
+"""glcic-eval: l1 error / PSNR / SSIM of a checkpoint, as mmagic reports them.
+
+  glcic-eval --workdir=/ckpt/gl_places [--step N] [--config=configs/gl_places.py]
+      [--split validation] [--output results.json]
+
+The networks' shapes come from the config saved in the checkpoint (our own
+or one written by glcic-import); `--config` (optional) names the evaluation
+data and batch size. Holes and crops are fixed per image index and seed, so
+two evaluations of a checkpoint give identical numbers. Writes the JSON
+(default `<workdir>/eval/step_<N>.json`), a PNG grid beside it and
+TensorBoard scalars, and prints the numbers. Over several hosts, run it on
+every host as glcic-train is run.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from glcic_jax.commands import launch
+
+
+def define_flags(
+  flag_values: flags.FlagValues, sys_argv: list[str] | None = None
+) -> None:
+  fv = dict(flag_values=flag_values)
+  flags.DEFINE_string("workdir", None, "Workdir holding the checkpoints.", **fv)
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).", **fv)
+  config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "Config naming the eval data (default: the checkpoint's saved one).",
+    lock_config=True,
+    sys_argv=sys_argv,
+    **fv,
+  )
+  flags.DEFINE_string(
+    "split", None, "Overrides eval_data.tfds_split / skimage_split.", **fv
+  )
+  flags.DEFINE_string(
+    "output", None, "JSON path (default: workdir/eval/step_N.json).", **fv
+  )
+  flags.DEFINE_integer(
+    "num_batches", -1, "Evaluate only this many global batches (-1: all).", **fv
+  )
+  flags.mark_flags_as_required(["workdir"], **fv)
+
+
+def main(argv: list[str], flag_values: flags.FlagValues) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  from clu import metric_writers
+
+  from glcic_jax import checkpointing, evaluate, train
+
+  fv = flag_values
+  if not checkpointing.existing_steps(fv.workdir):  # before any file is made
+    raise app.UsageError(f"No checkpoint in {fv.workdir}")
+  writer = train.tensorboard_writer(os.path.join(fv.workdir, "eval"))
+  with metric_writers.ensure_flushes(writer):
+    record = evaluate.evaluate_checkpoint(
+      fv.workdir,
+      step=fv.step,
+      config=fv.config,
+      split=fv.split,
+      output=fv.output,
+      num_batches=fv.num_batches,
+      writer=writer,
+    )
+  print(
+    f"step {record['checkpoint_step']}, {record['num_images']} images "
+    f"({record['source']}): l1 error {record['l1_error']:.3f}, "
+    f"PSNR {record['psnr']:.3f}, SSIM {record['ssim']:.4f} -> "
+    f"{record['json_path']}"
+  )
+
+
+def run() -> None:
+  """Console-script entry point."""
+  launch.run(__name__, define_flags, main, on_mesh=True, reads_data=True)
+
+
+if __name__ == "__main__":
+  run()

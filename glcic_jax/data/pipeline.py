@@ -1,0 +1,393 @@
+"""tf.data input for Global&Local: mmagic's crops and holes, any topology.
+
+Per example, in TF graph ops: decode (JPEG/PNG/BMP/GIF, grey and RGBA to
+RGB), random crop of min(crop_size, side), bilinear resize to image_size
+(rounded to whole levels, as cv2.resize on uint8 does), mmagic's random_bbox
+hole and its local box (`holes`), scaling to [-1, 1].
+
+Global order. Training examples sit at global positions 0, 1, 2, ...; the
+global batch of step k is positions [k*B, (k+1)*B). Process p of P decodes
+only its contiguous slice [k*B + p*B/P, k*B + (p+1)*B/P). The random crop
+and hole of a position come from (config.seed, position) alone (counter-based
+Philox, see `randomness`), so the global batch is the same for any process count,
+and `start_step` starts a run at position start_step*B without decoding what
+came before. File sources map position -> image with a seeded permutation
+per epoch (`tf.random.experimental.index_shuffle`, a full shuffle computed
+per index). TFDS splits are streams: every process reads the same records in
+the same order, shuffled by a buffer seeded per epoch, and decodes only its
+slice; a resume reads (never decodes) at most one epoch of records. All of
+this holds with config.data.deterministic (the default); without it tf.data
+may hand out examples in the order they finish decoding, faster but not
+reproducible.
+
+Unreadable images. If the image at a position cannot be read or decoded (or
+has a side < 1), the next image in source order is used instead, with the
+crop and hole of the original position, up to
+config.data.max_consecutive_unreadable times; more than that in a row stops
+the run with an error naming the file. The replacement depends only on the
+data, so the global order stays topology independent. Each replacement is
+logged with the path and counted by `Pipeline.skipped_files()`. In
+evaluation an unreadable image is not replaced: its row gets valid = 0.
+
+This module does not know about JAX devices; the caller passes the process
+index and count and turns the numpy batches into global arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+from glcic_jax.data import holes, randomness, sources
+from glcic_jax.data.tf_runtime import tf
+
+tnp = tf.experimental.numpy  # what `holes` computes with, in the graph
+
+# Bookkeeping keys, removed by Pipeline before a batch reaches the caller.
+_SKIPPED = "_skipped"
+_SKIPPED_NAME = "_skipped_name"
+
+
+class Pipeline:
+  """A tf.data dataset of batches plus the count of replaced images.
+
+  Iterating yields dicts of numpy arrays: `image` [b,H,W,3] float32 in
+  [-1, 1], `mask` [b,H,W,1] float32 (1 = hole), `bbox` and `local_bbox`
+  [b,4] int32 (top, left, h, w); evaluation adds `valid` [b] float32 and
+  `index` [b] int32 (-1 for padding). b = global batch / process count.
+  `dataset` is the underlying tf.data.Dataset; its elements also carry the
+  two bookkeeping keys that iteration turns into `skipped_files()`.
+  """
+
+  def __init__(
+    self,
+    dataset: tf.data.Dataset,
+    *,
+    num_examples: int,
+    num_batches: int | None = None,
+  ):
+    self.dataset = dataset
+    self.num_examples = num_examples  # images in the source
+    self.num_batches = num_batches  # None: infinite (training)
+    self._skipped = 0
+
+  def skipped_files(self) -> int:
+    """Unreadable images met in the batches handed out so far."""
+    return self._skipped
+
+  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+    for batch in self.dataset.as_numpy_iterator():
+      skipped = batch.pop(_SKIPPED)
+      names = batch.pop(_SKIPPED_NAME)
+      for count, name in zip(skipped, names):
+        if count:
+          self._skipped += int(count)
+          logging.warning(
+            "Skipped %d unreadable image(s), first %s", count, name.decode()
+          )
+      yield batch
+
+
+def _decode_and_crop(encoded, words, crop_size: int, jpeg_crop_decode: bool):
+  """uint8 [h', w', 3]: the random min(crop, side) crop of one image."""
+
+  def offset(word, room):
+    draw = randomness.draw_ints(words[word], 0, tf.cast(room, tf.int64))
+    return tf.cast(draw, tf.int32)
+
+  def window(height, width):
+    crop_h = tf.minimum(crop_size, height)
+    crop_w = tf.minimum(crop_size, width)
+    top = offset(randomness.CROP_TOP_WORD, height - crop_h + 1)
+    left = offset(randomness.CROP_LEFT_WORD, width - crop_w + 1)
+    return tf.stack([top, left, crop_h, crop_w])
+
+  def jpeg():
+    # cv2 (mmagic) decodes with the accurate integer DCT.
+    if jpeg_crop_decode:
+      shape = tf.io.extract_jpeg_shape(encoded)
+      return tf.io.decode_and_crop_jpeg(
+        encoded,
+        window(shape[0], shape[1]),
+        channels=3,
+        dct_method="INTEGER_ACCURATE",
+      )
+    image = tf.io.decode_jpeg(
+      encoded, channels=3, dct_method="INTEGER_ACCURATE"
+    )
+    return crop(image)
+
+  def crop(image):
+    box = window(tf.shape(image)[0], tf.shape(image)[1])
+    return image[box[0] : box[0] + box[2], box[1] : box[1] + box[3]]
+
+  def other():
+    return crop(
+      tf.io.decode_image(
+        encoded, channels=3, dtype=tf.uint8, expand_animations=False
+      )
+    )
+
+  pixels = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+  usable = tf.debugging.assert_positive(
+    tf.shape(pixels)[:2], message="image side < 1"
+  )
+  with tf.control_dependencies([usable]):
+    return tf.identity(pixels)
+
+
+def _load_first_readable(ref, data, *, train: bool) -> tf.data.Dataset:
+  """One element: the first of ref's candidates that decodes, cropped.
+
+  Yields (kept fields, pixels, skipped, valid): skipped counts the
+  candidates that failed. When all fail, training stops with an error and
+  evaluation yields a blank row with valid = 0 (also the padding's path,
+  where there are no candidates).
+  """
+
+  def attempt(k):
+    names = ref["names"]
+    encoded = ref["blobs"][k] if "blobs" in ref else tf.io.read_file(names[k])
+    pixels = _decode_and_crop(
+      encoded, ref["words"], data.crop_size, bool(data.jpeg_crop_decode)
+    )
+    return pixels, tf.cast(k, tf.int32), tf.constant(1.0)
+
+  def exhausted(count):
+    if train:
+      message = (
+        f"{data.max_consecutive_unreadable + 1} unreadable images in a row "
+        "(more than config.data.max_consecutive_unreadable), the first:"
+      )
+      failed = tf.debugging.Assert(False, [message, ref["names"][0]])
+      with tf.control_dependencies([failed]):
+        count = tf.identity(count)
+    blank = tf.zeros([1, 1, 3], tf.uint8)
+    return blank, tf.cast(count, tf.int32), tf.constant(0.0)
+
+  attempts = tf.data.Dataset.range(ref["count"]).map(attempt)
+  fallback = tf.data.Dataset.from_tensors(ref["count"]).map(exhausted)
+  chosen = attempts.ignore_errors(log_warning=True).concatenate(fallback)
+  # Only what `finish` needs travels on, not the candidates' bytes.
+  kept = {"words": ref["words"], "name": ref["names"][0], "index": ref["index"]}
+  return chosen.take(1).map(lambda *example: (kept, *example))
+
+
+def _batches(refs, slices, data, *, train: bool):
+  """refs -> decoded, cropped, resized, holed, batched examples."""
+  spec, local_size = slices.hole_spec, slices.local_size
+  parallel = data.num_parallel_calls
+  parallel = parallel if parallel > 0 else tf.data.AUTOTUNE
+
+  def finish(ref, pixels, skipped, valid):
+    image = tf.image.resize(pixels, spec.image_size, method="bilinear")
+    image = tf.clip_by_value(tf.round(image), 0.0, 255.0)  # as cv2 on uint8
+    hole = holes.holes_from_words(ref["words"], spec, tnp)
+    local = holes.local_boxes(hole, spec.image_size, local_size, tnp)
+    out = {
+      "image": (image - 127.5) / 127.5,
+      "mask": holes.hole_masks(hole, *spec.image_size, xp=tnp),
+      "bbox": tf.cast(hole, tf.int32),
+      "local_bbox": tf.cast(local, tf.int32),
+      _SKIPPED: skipped,
+      _SKIPPED_NAME: tf.where(skipped > 0, ref["name"], ""),
+    }
+    if not train:
+      out |= {"valid": valid, "index": tf.cast(ref["index"], tf.int32)}
+    return out
+
+  # Each inner dataset yields exactly one element, so a deterministic
+  # interleave keeps the order of refs while decoding in parallel.
+  ds = refs.interleave(
+    lambda ref: _load_first_readable(ref, data, train=train),
+    cycle_length=parallel,
+    num_parallel_calls=parallel,
+  )
+  ds = ds.map(finish, num_parallel_calls=parallel)
+  ds = ds.batch(slices.local_batch, drop_remainder=True)
+  ds = ds.prefetch(data.prefetch if data.prefetch >= 0 else tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  # Evaluation is always in order; training follows config.data.
+  options.deterministic = not train or bool(data.deterministic)
+  options.experimental_optimization.map_parallelization = True
+  options.experimental_optimization.parallel_batch = True
+  options.threading.max_intra_op_parallelism = 1  # parallelism is per image
+  return ds.with_options(options)
+
+
+class _Slices:
+  """The checked batch layout: which global positions this process owns."""
+
+  def __init__(
+    self, config, data, global_batch_size, process_index, process_count
+  ):
+    # Checked first, before a long source listing.
+    self.hole_spec = holes.HoleSpec.from_config(config)
+    self.local_size = holes.validate_local_size(
+      self.hole_spec, config.local_size
+    )
+    if data.crop_size < 1:
+      raise ValueError(
+        f"config.data.crop_size ({data.crop_size}) must be >= 1."
+      )
+    if global_batch_size % process_count:
+      raise ValueError(
+        f"global_batch_size {global_batch_size} is not divisible by "
+        f"process_count {process_count}."
+      )
+    if not 0 <= process_index < process_count:
+      raise ValueError(
+        f"process_index {process_index} not in [0, {process_count})."
+      )
+    self.global_batch = global_batch_size
+    self.local_batch = global_batch_size // process_count
+    self.process_index = process_index
+
+  def position(self, j):
+    """The global position of this process's j-th example."""
+    step, offset = j // self.local_batch, j % self.local_batch
+    return (
+      step * self.global_batch + self.process_index * self.local_batch + offset
+    )
+
+  def is_local(self, position, _=None):
+    slot = position % self.global_batch
+    return slot // self.local_batch == self.process_index
+
+
+def _file_refs(local_ids, source, slices, key, tries, index_of):
+  """refs of file sources: candidates are the image and the next files."""
+  paths = tf.constant(source.paths)
+  n = source.num_examples
+
+  def ref_of(j):
+    position = slices.position(j)
+    index = index_of(position)
+    candidates = (tf.maximum(index, 0) + tf.range(tries, dtype=tf.int64)) % n
+    return {
+      "names": tf.gather(paths, candidates),
+      "count": tf.where(index >= 0, np.int64(tries), 0),
+      "words": randomness.example_words(key, position),
+      "index": index,
+    }
+
+  return local_ids.map(ref_of)
+
+
+def _tfds_refs(records, first, source, slices, key, tries):
+  """refs of a TFDS stream: each position with the next records after it.
+
+  Every process reads the whole stream and keeps its positions, so the
+  windows (the replacements) are the same for any process count.
+  """
+  windows = records.window(tries, shift=1, drop_remainder=True).flat_map(
+    lambda idx, blob: tf.data.Dataset.zip((idx.batch(tries), blob.batch(tries)))
+  )
+  windows = windows.enumerate(start=first).filter(slices.is_local)
+
+  def ref_of(position, window):
+    indices, blobs = window
+    label = tf.strings.as_string(indices)
+    return {
+      "names": tf.strings.join([source.name, "[", label, "]"]),
+      "blobs": blobs,
+      "count": tf.where(indices[0] >= 0, np.int64(tries), 0),
+      "words": randomness.example_words(key, position),
+      "index": indices[0],
+    }
+
+  return windows.map(ref_of)
+
+
+def create_train_dataset(
+  config: ml_collections.ConfigDict,
+  *,
+  global_batch_size: int,
+  process_index: int = 0,
+  process_count: int = 1,
+  start_step: int = 0,
+) -> Pipeline:
+  """The infinite training batches of this process, from `start_step` on.
+
+  Uses config.data, config.holes, config.image_size, config.local_size and
+  config.seed.
+  Each batch is this process's slice of the global batch (see the module
+  docstring), the same whatever process_count is.
+  """
+  data = config.data
+  slices = _Slices(
+    config, data, global_batch_size, process_index, process_count
+  )
+  source = sources.open_source(data)
+  key = randomness.philox_key(config.seed, randomness.TRAIN_STREAM)
+  tries = data.max_consecutive_unreadable + 1
+  n = source.num_examples
+  first = start_step * global_batch_size
+
+  if source.paths is not None:
+
+    def index_of(position):
+      if not data.shuffle:
+        return position % n
+      seed = tf.stack([tf.constant(config.seed, tf.int64), position // n])
+      return tf.random.experimental.index_shuffle(position % n, seed, n - 1)
+
+    local_ids = tf.data.Dataset.counter(start_step * slices.local_batch)
+    refs = _file_refs(local_ids, source, slices, key, tries, index_of)
+  else:
+
+    def epoch_records(epoch):
+      if not data.shuffle:
+        return source.records
+      seed = tf.constant(config.seed, tf.int64) * 1_000_003 + epoch
+      return source.records.shuffle(data.shuffle_buffer, seed=seed)
+
+    records = tf.data.Dataset.counter(first // n).flat_map(epoch_records)
+    records = records.skip(first % n)  # reads records, decodes none
+    refs = _tfds_refs(records, first, source, slices, key, tries)
+  ds = _batches(refs, slices, data, train=True)
+  return Pipeline(ds, num_examples=n)
+
+
+def create_eval_dataset(
+  config: ml_collections.ConfigDict,
+  *,
+  global_batch_size: int,
+  process_index: int = 0,
+  process_count: int = 1,
+  data_config: ml_collections.ConfigDict | None = None,
+) -> Pipeline:
+  """One finite pass over the evaluation images in source order.
+
+  The crop and hole of image i come from (config.seed, i) alone, so two
+  evaluations of a checkpoint see identical inputs. The last global batch
+  is padded (valid = 0, index = -1), so every process yields the same
+  number of batches, ceil(num_examples / global_batch_size).
+  """
+  data = config.eval_data if data_config is None else data_config
+  slices = _Slices(
+    config, data, global_batch_size, process_index, process_count
+  )
+  source = sources.open_source(data)
+  key = randomness.philox_key(config.seed, randomness.EVAL_STREAM)
+  n = source.num_examples
+  num_batches = -(-n // global_batch_size)
+
+  if source.paths is not None:
+    local_ids = tf.data.Dataset.range(num_batches * slices.local_batch)
+
+    def index_of(position):
+      return tf.where(position < n, position, -1)  # -1: padding
+
+    refs = _file_refs(local_ids, source, slices, key, 1, index_of)
+  else:
+    padding = num_batches * global_batch_size - n
+    blank = tf.data.Dataset.from_tensors((np.int64(-1), "")).repeat(padding)
+    refs = _tfds_refs(
+      source.records.concatenate(blank), 0, source, slices, key, 1
+    )
+  ds = _batches(refs, slices, data, train=False)
+  return Pipeline(ds, num_examples=n, num_batches=num_batches)

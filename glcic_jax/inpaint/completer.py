@@ -1,0 +1,134 @@
+"""A trained generator, ready to complete images: for notebooks and for
+`glcic-inpaint`.
+
+  completer = completer.load_generator("/ckpt/gl_places")        # workdir
+  completer = completer.load_generator("gl_places.pth")          # mmagic file
+  out = completer.complete(images_uint8, masks)                  # uint8
+
+Completion pads to a multiple of 4 and crops back, keeps every pixel outside
+the hole and runs the generator in eval mode (running statistics), jitted
+once per input shape.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from glcic_jax import checkpointing, interop, models
+from glcic_jax import config as config_lib
+from glcic_jax.inpaint import compositing, images, masks, poisson
+
+
+class Completer:
+  """A generator with its variables, ready to complete uint8 images."""
+
+  def __init__(
+    self, generator: models.Generator, variables: Any, config, step: int
+  ):
+    self.generator = generator
+    # On the device once, not copied from the host at every call.
+    self.variables = jax.device_put(variables)
+    self.config = config
+    self.step = step
+    # jax.jit keeps one compiled program per input shape: a folder of
+    # same-sized photos compiles once.
+    self._apply = jax.jit(
+      lambda v, image, mask: generator.apply(
+        v, models.network_input(image, mask), train=False
+      )
+    )
+
+  def apply(self, image: jax.Array, mask: jax.Array) -> jax.Array:
+    """[B, H, W, 3] image in [-1, 1] and [B, H, W, 1] mask (sides multiples
+    of 4) -> the generator's [B, H, W, 3] output."""
+    return self._apply(self.variables, image, mask)
+
+  def complete(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] or [B, H, W, 3] images, masks [..., H, W(, 1)] with
+    non-zero = hole -> uint8 completions of the same shape."""
+    image = np.asarray(image)
+    if image.ndim == 3:
+      return compositing.complete(self.apply, image, mask)
+    return compositing.complete_batch(self.apply, image, mask)
+
+
+def load_generator(
+  source: str | os.PathLike,
+  *,
+  step: int | None = None,
+  channel_order: str = "bgr",
+  config: ml_collections.ConfigDict | None = None,
+  allow_pickle: bool = False,
+) -> Completer:
+  """A `Completer` from a glcic-jax workdir or an mmagic `.pth`/`.safetensors`.
+
+  For files, `config` gives the network shapes (default: the paper's) and
+  `channel_order` the order the file's weights expect (mmagic: 'bgr').
+  """
+  source = os.fspath(source)
+  if os.path.isdir(source):
+    variables, config, step = checkpointing.restore_generator(source, step)
+  else:
+    config = config or config_lib.get_base_config()
+    generator, _ = models.build_models(config.model, conv_forms="native")
+    template = jax.eval_shape(
+      lambda: generator.init(
+        jax.random.PRNGKey(0), np.zeros((1, 8, 8, 4), np.float32), train=False
+      )
+    )
+    sd = interop.read_state_dict(source, allow_pickle=allow_pickle)
+    variables, _ = interop.gl_variables(
+      {k: v for k, v in sd.items() if k.startswith(interop.GENERATOR_PREFIX)},
+      template,
+      None,
+      channel_order,
+    )
+    step = step or 0
+  generator, _ = models.build_models(config.model)
+  return Completer(generator, variables, config, int(step))
+
+
+def complete_files(
+  completer: Completer,
+  inputs: Sequence[str],
+  output: str,
+  *,
+  mask: str | None = None,
+  bboxes: Sequence[str] | None = None,
+  random_bbox: bool = False,
+  seed: int = 0,
+  blend: str = "none",
+) -> list[str]:
+  """Completes every input image (files, or folders of images) into
+  `output/<name>.png`, with `output/<name>_compare.png` beside it (input
+  with holes | completion); returns the completions' paths."""
+  masks.check_hole_source(mask, bboxes, random_bbox)
+  rng = np.random.default_rng(seed)
+  written = []
+  for path in images.list_inputs(inputs):
+    image = images.read_image(path)
+    if mask is not None:
+      hole = images.read_mask(mask, image.shape)
+    elif bboxes:
+      boxes = [masks.parse_bbox(b) for b in bboxes]
+      hole = masks.mask_from_bboxes(image.shape, boxes)
+    else:
+      hole = masks.random_bbox_mask(image.shape, rng)
+    completed = completer.complete(image, hole)
+    if blend == "poisson":
+      completed = poisson.poisson_blend(image, completed, hole)
+    name = os.path.splitext(os.path.basename(path))[0]
+    out = os.path.join(output, f"{name}.png")
+    images.save_png(out, completed)
+    compare = compositing.side_by_side(
+      [compositing.masked_preview(image, hole), completed], gap=4
+    )
+    images.save_png(os.path.join(output, f"{name}_compare.png"), compare)
+    written.append(out)
+  return written

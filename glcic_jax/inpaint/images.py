@@ -1,0 +1,129 @@
+"""Image and mask files for completion: read as a person sees them, written
+losslessly.
+
+Images are uint8 [H, W, 3] RGB; masks float32 [H, W, 1] with 1 = hole.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from glcic_jax.data import IMAGE_EXTENSIONS
+from glcic_jax.inpaint.masks import check_hole_coverage
+
+PathLike = str | pathlib.Path
+
+
+def _open_image(path: PathLike) -> Image.Image:
+  """Opens and fully decodes an image, upright, or says which file failed.
+
+  PIL decodes lazily, so a truncated file would otherwise fail later with a
+  message that does not name it. EXIF orientation is applied, so that image
+  and mask line up as an image viewer shows them.
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"no such image file: {path}")
+  try:
+    with Image.open(path) as image:
+      image.load()
+      return ImageOps.exif_transpose(image)
+  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    raise ValueError(f"cannot read image file {path}: {e}") from e
+
+
+def _is_16_bit_grey(image: Image.Image) -> bool:
+  return image.mode.startswith("I")
+
+
+def read_image(path: PathLike) -> np.ndarray:
+  """Reads any image PIL can decode as uint8 [H, W, 3] RGB.
+
+  Grey images are replicated to three channels; an alpha channel is dropped
+  (not composited), as OpenCV's IMREAD_COLOR, which mmagic loads with, does.
+  16-bit grey images are scaled to 8 bits.
+  """
+  image = _open_image(path)
+  if _is_16_bit_grey(image):
+    grey = np.asarray(image, np.float64) / 257.0
+    grey = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+  return np.asarray(image.convert("RGB"), np.uint8)
+
+
+def read_mask(path: PathLike, shape: Sequence[int]) -> np.ndarray:
+  """Reads a hole mask as float32 [H, W, 1]; any non-zero pixel is hole.
+
+  Accepts 1-channel, RGB and RGBA images. With alpha, a pixel is hole only
+  if it is both coloured and not fully transparent, so a mask painted in
+  white on a transparent layer works whatever colour the transparent pixels
+  store. Non-zero is mmagic's rule too (LoadMask, which looks at the first
+  BGR channel only; here any colour channel counts), and it keeps the
+  anti-aliased edges of painted strokes in the hole, where they are redrawn.
+
+  Args:
+    path: the mask image file.
+    shape: the image's shape; its first two entries must match the mask's.
+  """
+  image = _open_image(path)
+  if _is_16_bit_grey(image):
+    hole = np.asarray(image) != 0
+  elif "A" in image.getbands() or "transparency" in image.info:
+    rgba = np.asarray(image.convert("RGBA"))
+    hole = (rgba[..., :3].max(axis=-1) > 0) & (rgba[..., 3] > 0)
+  else:
+    hole = np.asarray(image.convert("RGB")).max(axis=-1) > 0
+  height, width = shape[:2]
+  if hole.shape != (height, width):
+    raise ValueError(
+      f"mask {path} is {hole.shape[0]}x{hole.shape[1]} (HxW) but the image "
+      f"is {height}x{width}"
+    )
+  check_hole_coverage(hole, f"mask {path}")
+  return hole[..., None].astype(np.float32)
+
+
+def save_png(path: PathLike, image: np.ndarray) -> None:
+  """Writes a uint8 [H, W, 3] / [H, W, 1] / [H, W] image as PNG (lossless, so
+  saved completions keep the exact pixels), creating parent folders."""
+  panel = np.asarray(image)
+  if panel.dtype != np.uint8:
+    raise ValueError(f"expected a uint8 image, got {panel.dtype}")
+  if panel.ndim == 3 and panel.shape[-1] == 1:
+    panel = panel[..., 0]
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(panel).save(path, format="PNG")
+
+
+def list_inputs(inputs: Sequence[str]) -> list[str]:
+  """Files as given, folders expanded to their images (sorted).
+
+  Fails before any work if a path is missing or two inputs would write the
+  same `<name>.png`.
+  """
+  paths = []
+  for item in inputs:
+    if os.path.isdir(item):
+      found = sorted(
+        os.path.join(item, f)
+        for f in os.listdir(item)
+        if f.lower().endswith(IMAGE_EXTENSIONS)
+      )
+      if not found:
+        raise FileNotFoundError(f"no images in folder {item}")
+      paths += found
+    elif os.path.exists(item):
+      paths.append(item)
+    else:
+      raise FileNotFoundError(f"no such input file or folder: {item}")
+  names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+  twice = sorted({n for n in names if names.count(n) > 1})
+  if twice:
+    raise ValueError(f"several inputs would be written as {twice} (.png)")
+  return paths

@@ -1,0 +1,65 @@
+"""Every console command starts the same way (`commands.launch`): `--help`
+shows its docstring and its own flags and exits 0 before anything heavy
+loads; the commands that run on a mesh take the distributed flags. The
+commands come from pyproject.toml, so a new one without an entry here
+fails."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pathlib
+import subprocess
+import sys
+import tomllib
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DISTRIBUTED = ["--coordinator_address", "--num_processes", "--process_id"]
+
+# Flags each command's --help must list (a few that are its own).
+EXPECTED_FLAGS = {
+  "glcic-train": ["--config", "--workdir", *DISTRIBUTED],
+  "glcic-eval": ["--workdir", "--step", "--num_batches", *DISTRIBUTED],
+  "glcic-inpaint": ["--input", "--mask", "--bbox", "--blend"],
+  "glcic-import": ["--checkpoint", "--workdir"],
+  "glcic-export": ["--workdir", "--output", "--channel_order"],
+  "glcic-preview-data": ["--config", "--output"],
+}
+HEAVY = ("jax", "tensorflow", "flax", "orbax", "torch")
+
+# As pip's wrapper does: a __main__ without docstring or flags calls run();
+# at exit it reports which heavy libraries were loaded.
+CHILD = """
+import atexit, json, sys
+atexit.register(lambda: print(json.dumps(
+  [m for m in {heavy!r} if m in sys.modules])))
+from {module} import {function}
+{function}()
+"""
+
+
+def test_every_command_help_lists_its_docstring_and_flags_quickly():
+  with open(ROOT / "pyproject.toml", "rb") as f:
+    scripts = tomllib.load(f)["project"]["scripts"]
+  assert set(scripts) == set(EXPECTED_FLAGS)
+  procs = {}
+  for name, target in scripts.items():
+    module, function = target.split(":")
+    code = CHILD.format(heavy=HEAVY, module=module, function=function)
+    procs[name] = subprocess.Popen(
+      [sys.executable, "-c", code, "--help"],
+      cwd=ROOT,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+  for name, proc in procs.items():
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in out, out
+    module = importlib.import_module(scripts[name].split(":")[0])
+    assert out.startswith(module.__doc__.strip().splitlines()[0]), out
+    for flag in EXPECTED_FLAGS[name]:
+      assert f"  {flag}:" in out, (name, flag, out)
+    assert json.loads(out.strip().splitlines()[-1]) == [], (name, out)
+    if not set(DISTRIBUTED) & set(EXPECTED_FLAGS[name]):
+      assert "--coordinator_address" not in out, name

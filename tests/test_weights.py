@@ -1,0 +1,159 @@
+"""Weights in and out (glcic-import / glcic-export): mmagic files ->
+workdir -> mmagic files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+from glcic_jax import (
+  checkpointing,
+  interop,
+  models,
+  train,
+  train_state,
+  weights,
+)
+from tests import torch_reference as ref
+from tests.test_train_steps import load_config
+
+
+@pytest.fixture(scope="module")
+def mmagic_pth(tmp_path_factory):
+  """A paper-shape mmagic checkpoint with random weights and statistics."""
+  model = ref.GLModel(ref.GLEncoderDecoder(), ref.GLDiscs())
+  ref.randomize_(model, seed=7)
+  path = tmp_path_factory.mktemp("mmagic") / "gl.pth"
+  torch.save({"state_dict": model.state_dict(), "meta": {"iter": 3}}, path)
+  return path, model
+
+
+def test_import_then_export_round_trips_paper_checkpoint(mmagic_pth, tmp_path):
+  path, model = mmagic_pth
+  workdir = str(tmp_path / "w")
+  summary = weights.import_checkpoint(str(path), workdir, step=500_000)
+  assert summary["generator_parameters"] == 6_069_155
+  assert summary["disc_parameters"] == 45_060_225
+  assert checkpointing.existing_steps(workdir) == [500_000]
+  out = str(tmp_path / "back.pth")
+  s = weights.export_checkpoint(workdir, out)
+  assert s["step"] == 500_000
+  back = torch.load(out, weights_only=True)
+  assert back["meta"]["iter"] == 500_000
+  sd = model.state_dict()
+  assert set(back["state_dict"]) == set(sd)
+  for k, v in sd.items():  # bgr in, bgr out: bit-identical
+    assert torch.equal(back["state_dict"][k], v), k
+  fresh = ref.GLModel(ref.GLEncoderDecoder(), ref.GLDiscs())
+  fresh.load_state_dict(back["state_dict"], strict=True)
+
+  # The imported generator completes RGB as mmagic's completes BGR.
+  g_vars, _, _ = checkpointing.restore_generator(workdir)
+  x = np.random.default_rng(0).uniform(-1, 1, (1, 64, 64, 4)).astype("f4")
+  model.eval()
+  with torch.no_grad():
+    want = model.generator(
+      torch.from_numpy(x[..., [2, 1, 0, 3]].transpose(0, 3, 1, 2).copy())
+    )
+  generator = models.Generator()
+  got = jax.jit(lambda v, x: generator.apply(v, x, train=False))(g_vars, x)
+  np.testing.assert_allclose(
+    np.asarray(got)[..., ::-1], want.numpy().transpose(0, 2, 3, 1), atol=1e-4
+  )
+  with pytest.raises(FileExistsError, match="already holds checkpoints"):
+    weights.import_checkpoint(str(path), workdir)
+
+
+def test_imported_checkpoint_resumes_training(tmp_path):
+  """An imported (tiny) checkpoint is a workdir glcic-train continues."""
+  config = load_config("tiny")
+  config.eval_every = 0
+  g, d = models.build_models(config.model)
+  g_vars, d_vars = models.init_variables(
+    g, d, jax.random.PRNGKey(9), (32, 32), (16, 16)
+  )
+  pth = tmp_path / "tiny.pth"
+  interop.write_state_dict(pth, interop.gl_state_dict(g_vars, d_vars))
+  workdir = str(tmp_path / "w")
+  weights.import_checkpoint(str(pth), workdir, config, step=6)
+  state = train.train_and_evaluate(config, workdir)
+  assert int(state.step) == 8
+  assert checkpointing.existing_steps(workdir) == [6, 8]
+
+
+def test_export_any_config_and_errors(tmp_path):
+  config = load_config("tiny")
+  state = jax.device_get(train_state.init_state(config, jax.random.PRNGKey(0)))
+  workdir = str(tmp_path / "w")
+  with checkpointing.Checkpointer(workdir, save_every=1, keep=2) as ckpt:
+    ckpt.save(state, config, force=True)
+  out = str(tmp_path / "tiny.safetensors")
+  weights.export_checkpoint(workdir, out, channel_order="rgb")
+  sd = interop.read_state_dict(out)
+  assert sd["disc.global_disc.fc.linear.weight"].shape == (16, 16 * 4 * 4)
+  with pytest.raises(ValueError, match=".pth or .safetensors"):
+    weights.export_checkpoint(workdir, str(tmp_path / "x.bin"))
+  with pytest.raises(FileNotFoundError):
+    weights.export_checkpoint(str(tmp_path / "none"), out)
+  with pytest.raises(FileNotFoundError, match=r"\[0\]"):
+    weights.export_checkpoint(workdir, out, step=5)
+
+
+def test_console_scripts_print_what_they_did(mmagic_pth, tmp_path):
+  path, _ = mmagic_pth
+  workdir = str(tmp_path / "w")
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+  cli = [sys.executable, "-m"]
+  done = subprocess.run(
+    cli
+    + [
+      "glcic_jax.commands.import_weights",
+      f"--checkpoint={path}",
+      f"--workdir={workdir}",
+    ],
+    capture_output=True,
+    text=True,
+    env=env,
+    check=False,
+  )
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "Imported 170 tensors" in done.stdout
+  assert "6,069,155" in done.stdout and "bgr -> RGB" in done.stdout
+  out = tmp_path / "o.pth"
+  done = subprocess.run(
+    cli
+    + [
+      "glcic_jax.commands.export_weights",
+      f"--workdir={workdir}",
+      f"--output={out}",
+    ],
+    capture_output=True,
+    text=True,
+    env=env,
+    check=False,
+  )
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "170 tensors" in done.stdout and "RGB -> bgr" in done.stdout
+  bad = tmp_path / "truncated.pth"
+  bad.write_bytes(path.read_bytes()[:1000])
+  done = subprocess.run(
+    cli
+    + [
+      "glcic_jax.commands.import_weights",
+      f"--checkpoint={bad}",
+      f"--workdir={tmp_path / 'w2'}",
+    ],
+    capture_output=True,
+    text=True,
+    env=env,
+    check=False,
+  )
+  assert done.returncode != 0
+  assert "truncated.pth" in done.stderr
+  assert not os.path.exists(tmp_path / "w2")
