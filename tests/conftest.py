@@ -37,6 +37,7 @@ _LONG_FILES_FIRST = (
   "test_interop.py",
   "test_weights.py",
   "test_mixed_precision.py",
+  "test_eval.py",
 )
 
 

@@ -5,7 +5,7 @@ overrides) runs without TensorFlow, TFDS or clu: the GPU images it is meant
 for have JAX, flax, optax and PyTorch, not those (docs/performance.md, GPU).
 `profile_step.py` sorts a traced CPU step's ops into kinds.
 `benchmark_compile.py` times each program's compilation against its
-baseline.
+baseline. `compiled_steps.py` fingerprints the compiled steps.
 
 All are marked slow (a minute each on a 2-core CPU, mostly compiling):
 `scripts/run_slow_tests.sh` runs them, outside the CI suite."""
@@ -150,3 +150,20 @@ def test_benchmark_compile_times_each_program_against_its_baseline():
   # The classic threefry's init compiles in about a quarter of the time of
   # the default one's (2.7 against 10.9 s, tiny config, 2-core AMD VM).
   assert rows["init"][2] < 0.6, proc.stdout
+
+
+@pytest.mark.slow
+def test_compiled_steps_fingerprints_are_stable_and_tell_programs_apart():
+  """Two runs of the same code print the same fingerprint per phase; a
+  change to the step (another batch) prints another."""
+  pattern = re.compile(r"^demo 32px (\w+): ([0-9a-f]{16})$", re.M)
+
+  def fingerprints(*extra: str) -> dict[str, str]:
+    out = _run_python("scripts/compiled_steps.py", *TINY, *extra).stdout
+    return dict(pattern.findall(out))
+
+  first = fingerprints()
+  assert set(first) == {"generator", "discriminator", "joint"}, first
+  assert fingerprints() == first
+  other = fingerprints("--config.per_device_batch_size=1")
+  assert all(other[p] != first[p] for p in first), (first, other)

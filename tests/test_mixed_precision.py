@@ -54,7 +54,7 @@ def test_bf16_convolutions_really_run_in_bf16():
   state = train_state.init_state(config, jax.random.PRNGKey(0))
   step = ts.make_steps(config)[ts.PHASE_G]
   hlo = jax.jit(step).lower(state, random_batch(config, 2)).as_text()
-  # On the CPU backend the convs are matmuls (conv_layers); either way
+  # On the CPU backend the convs are matmuls (glcic_jax/cpu); either way
   # every conv and matmul of the step must be bf16.
   ops = [
     line

@@ -229,7 +229,7 @@ def test_two_processes_equal_one_process(straight_run, tmp_path):
   # with the earlier convs (2x4 against 1x8: 0.001% of g parameters more
   # than lr/10 apart), seed 2 has one in its first step (1 process with 4
   # devices against 8 differs as much), and the small-sub-grid and native
-  # narrow 5x5 convs (conv_layers) change the rounding enough to move seed
+  # narrow 5x5 convs (glcic_jax/cpu) change the rounding enough to move seed
   # 0 to 0.16-1.9%. So the bounds hold with such a flip and fail for a
   # broken multi-process run. Measured (AMD EPYC), 2x4 against 1x8 at
   # seed 0 with the earlier convs / with the current ones / at seed 2 (a

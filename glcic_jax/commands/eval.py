@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 
 from absl import app, flags
-from ml_collections import config_flags
 
 from glcic_jax.commands import launch
 
@@ -28,13 +27,10 @@ def define_flags(
   fv = dict(flag_values=flag_values)
   flags.DEFINE_string("workdir", None, "Workdir holding the checkpoints.", **fv)
   flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).", **fv)
-  config_flags.DEFINE_config_file(
-    "config",
-    None,
+  launch.define_config_flag(
+    flag_values,
     "Config naming the eval data (default: the checkpoint's saved one).",
-    lock_config=True,
-    sys_argv=sys_argv,
-    **fv,
+    sys_argv,
   )
   flags.DEFINE_string(
     "split", None, "Overrides eval_data.tfds_split / skimage_split.", **fv

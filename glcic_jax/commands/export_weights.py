@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from glcic_jax import interop
 from glcic_jax.commands import launch
 
 
@@ -28,13 +27,10 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_string(
     "output", None, "Output file: .pth or .safetensors.", **fv
   )
-  flags.DEFINE_enum(
-    "channel_order",
-    "bgr",
-    interop.CHANNEL_ORDERS,
+  launch.define_channel_order_flag(
+    flag_values,
     "Channel order the exported weights expect: 'bgr' for mmagic (its "
     "pipeline feeds BGR images), 'rgb' to keep glcic-jax's order.",
-    **fv,
   )
   flags.mark_flags_as_required(["workdir", "output"], **fv)
 

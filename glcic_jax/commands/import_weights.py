@@ -14,9 +14,7 @@ so a resumed run starts Adam afresh.
 from __future__ import annotations
 
 from absl import app, flags
-from ml_collections import config_flags
 
-from glcic_jax import interop
 from glcic_jax.commands import launch
 
 
@@ -30,22 +28,16 @@ def define_flags(
   flags.DEFINE_string(
     "workdir", None, "New workdir for the imported checkpoint.", **fv
   )
-  config_flags.DEFINE_config_file(
-    "config",
-    None,
+  launch.define_config_flag(
+    flag_values,
     "Config giving the network shapes (default: the paper's).",
-    lock_config=True,
-    sys_argv=sys_argv,
-    **fv,
+    sys_argv,
   )
-  flags.DEFINE_enum(
-    "channel_order",
-    "bgr",
-    interop.CHANNEL_ORDERS,
+  launch.define_channel_order_flag(
+    flag_values,
     "Image channel order the file's weights expect: 'bgr' for mmagic's "
     "files (its pipeline loads images as BGR); the weights are permuted so "
     "that glcic-jax feeds RGB. 'rgb' copies them unchanged.",
-    **fv,
   )
   flags.DEFINE_integer(
     "step", 0, "Step number to record the imported weights at.", **fv

@@ -16,9 +16,7 @@ post-processing (off by default, as in mmagic).
 from __future__ import annotations
 
 from absl import app, flags
-from ml_collections import config_flags
 
-from glcic_jax import interop
 from glcic_jax.commands import launch
 
 
@@ -31,20 +29,14 @@ def define_flags(
   flags.DEFINE_string(
     "checkpoint", None, "mmagic .pth/.safetensors file instead.", **fv
   )
-  flags.DEFINE_enum(
-    "channel_order",
-    "bgr",
-    interop.CHANNEL_ORDERS,
+  launch.define_channel_order_flag(
+    flag_values,
     "Channel order of --checkpoint's weights (mmagic: bgr).",
-    **fv,
   )
-  config_flags.DEFINE_config_file(
-    "config",
-    None,
+  launch.define_config_flag(
+    flag_values,
     "Network shapes of --checkpoint (default: the paper's).",
-    lock_config=True,
-    sys_argv=sys_argv,
-    **fv,
+    sys_argv,
   )
   flags.DEFINE_bool(
     "allow_pickle",

@@ -26,7 +26,9 @@ import sys
 from collections.abc import Callable
 
 from absl import app, flags, logging
+from ml_collections import config_flags
 
+from glcic_jax import interop
 from glcic_jax.startup import huge_pages
 
 FLAGS = flags.FLAGS
@@ -39,9 +41,35 @@ _QUIET_SOURCES = (
   f"{os.sep}tensorstore{os.sep}",
   f"{os.sep}jax{os.sep}_src{os.sep}",
 )
-# orbax warns once that glcic_jax.checkpointing replaces its array handler,
-# which is the point of the registration.
-_EXPECTED_WARNINGS = ("overriding jax.Array",)
+
+
+def define_config_flag(
+  flag_values: flags.FlagValues, help_text: str, sys_argv: list[str] | None
+) -> None:
+  """`--config=configs/x.py`, locked (a typo in `--config.x=y` is an
+  error); `sys_argv` lets a test parse a command line of its own."""
+  config_flags.DEFINE_config_file(
+    "config",
+    None,
+    help_text,
+    lock_config=True,
+    sys_argv=sys_argv,
+    flag_values=flag_values,
+  )
+
+
+def define_channel_order_flag(
+  flag_values: flags.FlagValues, help_text: str
+) -> None:
+  """`--channel_order=bgr|rgb`: the order a weights file's image channels
+  are in (mmagic's: bgr)."""
+  flags.DEFINE_enum(
+    "channel_order",
+    "bgr",
+    interop.CHANNEL_ORDERS,
+    help_text,
+    flag_values=flag_values,
+  )
 
 
 def define_distributed_flags(flag_values: flags.FlagValues) -> None:
@@ -90,11 +118,8 @@ def initialize_distributed(flag_values: flags.FlagValues) -> None:
 
 class _ThirdPartyChatter(std_logging.Filter):
   def filter(self, record: std_logging.LogRecord) -> bool:
-    if record.levelno >= std_logging.ERROR:
-      return True
     if record.levelno >= std_logging.WARNING:
-      message = str(record.msg)
-      return not any(text in message for text in _EXPECTED_WARNINGS)
+      return True
     return not any(part in record.pathname for part in _QUIET_SOURCES)
 
 
@@ -137,9 +162,9 @@ def run(
   define_flags(FLAGS)
   if on_mesh:
     define_distributed_flags(FLAGS)
-    for name in ("coordinator_address", "num_processes", "process_id"):
-      FLAGS.register_key_flag_for_module(module_name, FLAGS[name])
-    FLAGS.register_key_flag_for_module(module_name, FLAGS["distributed"])
+  # Flags the helpers above defined are the command's own in its --help.
+  for flag in FLAGS.get_flags_for_module(__name__):
+    FLAGS.register_key_flag_for_module(module_name, flag)
   args = sys.argv[1 : sys.argv.index("--")] if "--" in sys.argv else sys.argv
   asked = [a.split("=")[0] for a in args if a.split("=")[0] in _HELP]
   if asked:

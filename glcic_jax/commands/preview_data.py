@@ -9,7 +9,6 @@ its box is drawn in red and the local discriminator's box in green.
 from __future__ import annotations
 
 from absl import app, flags
-from ml_collections import config_flags
 
 from glcic_jax.commands import launch
 
@@ -18,14 +17,7 @@ def define_flags(
   flag_values: flags.FlagValues, sys_argv: list[str] | None = None
 ) -> None:
   fv = dict(flag_values=flag_values)
-  config_flags.DEFINE_config_file(
-    "config",
-    None,
-    "Training config file.",
-    lock_config=True,
-    sys_argv=sys_argv,
-    **fv,
-  )
+  launch.define_config_flag(flag_values, "Training config file.", sys_argv)
   flags.DEFINE_string("output", "preview.png", "PNG to write.", **fv)
   flags.DEFINE_integer("num_images", 16, "Cells in the grid.", **fv)
   flags.DEFINE_integer("columns", 4, "Cells per row.", **fv)

@@ -17,7 +17,6 @@ import os
 import time
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 from glcic_jax.commands import launch
 
@@ -26,13 +25,10 @@ def define_flags(
   flag_values: flags.FlagValues, sys_argv: list[str] | None = None
 ) -> None:
   fv = dict(flag_values=flag_values)
-  config_flags.DEFINE_config_file(
-    "config",
-    None,
+  launch.define_config_flag(
+    flag_values,
     "Training config file (configs/*.py); --config.x=y overrides a field.",
-    lock_config=True,
-    sys_argv=sys_argv,
-    **fv,
+    sys_argv,
   )
   flags.DEFINE_string(
     "workdir", None, "Checkpoints, logs and images go here.", **fv
