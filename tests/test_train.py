@@ -172,34 +172,21 @@ def cpu_env(devices: int) -> dict:
   return env
 
 
-def test_two_processes_equal_one_process(straight_run, tmp_path):
-  """2 processes x 4 CPU devices (gloo collectives on 127.0.0.1) make
-  the same run as 1 process x 8 devices: the same logged losses and
-  gradient norms, and at both checkpoints the same parameters and running
-  statistics, up to float32 noise and what it does at the output clip
-  (below)."""
+def run_two_processes(command: list[str], env: dict) -> list[tuple[int, str]]:
+  """`command` as processes 0 and 1 of a run over 127.0.0.1 (gloo
+  collectives); (exit status, output) of each."""
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-  workdir = str(tmp_path)
-  env = cpu_env(4)
-  env["JAX_CPU_COLLECTIVES_IMPLEMENTATION"] = "gloo"
-  env.pop("GLIBC_TUNABLES", None)  # so that the start-up restart is tested
-  # The commands' own cache (compilation_cache), empty: both processes
-  # compile the same programs at once and store them under its file lock,
-  # as the processes of one multi-GPU host do. This pair of processes took
-  # 100.6 and 103.5 s so, against 104.8 and 99.6 s without a cache (58.5 s
-  # with the cache warm).
-  env.pop("JAX_COMPILATION_CACHE_DIR", None)
-  env["GLCIC_COMPILATION_CACHE"] = str(tmp_path / "xla")
+  env = dict(env, JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")
   procs = [
     subprocess.Popen(
-      train_cmd(
-        workdir,
+      command
+      + [
         f"--coordinator_address=127.0.0.1:{port}",
         "--num_processes=2",
         f"--process_id={i}",
-      ),
+      ],
       env=env,
       stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT,
@@ -208,13 +195,33 @@ def test_two_processes_equal_one_process(straight_run, tmp_path):
     for i in range(2)
   ]
   outs = [p.communicate(timeout=600)[0] for p in procs]
+  return [(p.returncode, out) for p, out in zip(procs, outs)]
+
+
+def test_two_processes_equal_one_process(straight_run, tmp_path):
+  """2 processes x 4 CPU devices (gloo collectives on 127.0.0.1) make
+  the same run as 1 process x 8 devices: the same logged losses and
+  gradient norms, and at both checkpoints the same parameters and running
+  statistics, up to float32 noise and what it does at the output clip
+  (below)."""
+  workdir = str(tmp_path)
+  env = cpu_env(4)
+  env.pop("GLIBC_TUNABLES", None)  # so that the start-up restart is tested
+  # The commands' own cache (compilation_cache), empty: both processes
+  # compile the same programs at once and store them under its file lock,
+  # as the processes of one multi-GPU host do. This pair of processes took
+  # 100.6 and 103.5 s so, against 104.8 and 99.6 s without a cache (58.5 s
+  # with the cache warm).
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)
+  env["GLCIC_COMPILATION_CACHE"] = str(tmp_path / "xla")
+  runs = run_two_processes(train_cmd(workdir), env)
   # The console script's start-up restarted each with huge pages for
   # malloc, where this machine has them (startup.huge_pages).
   huge = huge_pages.tunables_with_huge_pages(
     env, platform.libc_ver(), huge_pages.thp_mode()
   )
-  for p, out in zip(procs, outs):
-    assert p.returncode == 0, out[-3000:]
+  for returncode, out in runs:
+    assert returncode == 0, out[-3000:]
     assert ("malloc: transparent huge pages" in out) == bool(huge), out[-3000:]
     assert f"compilation cache: {tmp_path / 'xla'} (at most" in out, out[-3000:]
   assert any(f.name.endswith("-cache") for f in (tmp_path / "xla").iterdir())

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 
 import numpy as np
 
 from glcic_jax import evaluate
 from tests.inpaint.test_completer import save_tiny_checkpoint
-from tests.test_train import cpu_env
+from tests.test_train import cpu_env, run_two_processes
 
 
 def test_two_processes_evaluate_as_one(tmp_path):
@@ -23,34 +21,11 @@ def test_two_processes_evaluate_as_one(tmp_path):
   want = evaluate.evaluate_checkpoint(
     workdir, output=str(tmp_path / "one.json")
   )
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-  env = cpu_env(4)
-  env["JAX_CPU_COLLECTIVES_IMPLEMENTATION"] = "gloo"
   output = str(tmp_path / "two.json")
-  procs = [
-    subprocess.Popen(
-      [
-        sys.executable,
-        "-m",
-        "glcic_jax.commands.eval",
-        f"--workdir={workdir}",
-        f"--output={output}",
-        f"--coordinator_address=127.0.0.1:{port}",
-        "--num_processes=2",
-        f"--process_id={i}",
-      ],
-      env=env,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT,
-      text=True,
-    )
-    for i in range(2)
-  ]
-  outs = [p.communicate(timeout=600)[0] for p in procs]
-  for p, out in zip(procs, outs):
-    assert p.returncode == 0, out[-3000:]
+  command = [sys.executable, "-m", "glcic_jax.commands.eval"]
+  command += [f"--workdir={workdir}", f"--output={output}"]
+  for returncode, out in run_two_processes(command, cpu_env(4)):
+    assert returncode == 0, out[-3000:]
     assert "JAX process" in out and "8 global devices" in out, out[-3000:]
   with open(output) as f:
     got = json.load(f)
