@@ -328,9 +328,8 @@ def _drop_abandoned_read_noise() -> None:
 
   When one array fails to read, orbax raises and closes its event loop while
   tensorstore completes the other reads; each then reports "Event loop is
-  closed" to `sys.unraisablehook` (reads never started warn instead):
-  hundreds of tracebacks that would bury the one warning that matters.
-  """
+  closed" to `sys.unraisablehook` (unstarted reads warn): hundreds of
+  tracebacks that would bury the one warning that matters."""
   warnings.filterwarnings(
     "ignore",
     message=r"coroutine '_read_array_index_and_device_put' was never awaited",
@@ -374,9 +373,10 @@ def _full_meta(step: int, extra: Mapping[str, Any] | None) -> dict[str, Any]:
 def _json_ready(value: dict[str, Any], what: str) -> dict[str, Any]:
   """Fails before anything is written, not later in the async writer."""
   try:
-    return json.loads(json.dumps(value))
+    json.dumps(value)
   except (TypeError, ValueError) as e:
     raise TypeError(f"checkpoint {what} is not JSON-serialisable: {e}") from e
+  return value
 
 
 def _check_format(meta: dict[str, Any], step: int, workdir: epath.Path) -> None:

@@ -113,10 +113,6 @@ def tensorboard_writer(logdir: str) -> metric_writers.MetricWriter:
   return metric_writers.AsyncWriter(metric_writers.SummaryWriter(logdir))
 
 
-def _count(tree) -> int:
-  return sum(int(np.size(x)) for x in jax.tree.leaves(tree))
-
-
 def _log_start(config, mesh, state, global_batch: int, start: int) -> None:
   logging.info(
     "Global batch %d = %d per device x %d devices (%d processes); "
@@ -140,8 +136,8 @@ def _log_start(config, mesh, state, global_batch: int, start: int) -> None:
   logging.info(
     "Config %s: generator %s parameters, discriminators %s.",
     config.name,
-    f"{_count(state.g_params):,}",
-    f"{_count(state.d_params):,}",
+    f"{train_state.parameter_count(state.g_params):,}",
+    f"{train_state.parameter_count(state.d_params):,}",
   )
 
 
@@ -301,6 +297,12 @@ def _accumulate(
     averages.setdefault(f"{phase}/{name}", []).append(value)
 
 
+def minutes_and_seconds(seconds: float) -> str:
+  """`4m05s`: the log's ETA and a command's run time."""
+  minutes, rest = divmod(int(seconds), 60)
+  return f"{minutes}m{rest:02d}s"
+
+
 def _log_interval(done: int, total: int, scalars: dict[str, float]) -> None:
   """One line per log interval: the step, each phase's mean losses, speed."""
   phases: dict[str, list[str]] = {}
@@ -310,14 +312,13 @@ def _log_interval(done: int, total: int, scalars: dict[str, float]) -> None:
       phases.setdefault(phase, []).append(f"{name} {value:.4g}")
   losses = "; ".join(f"{p}: {', '.join(v)}" for p, v in phases.items())
   rate = scalars["steps_per_second"]
-  eta = int((total - done) / rate) if rate > 0 else 0
+  eta = (total - done) / rate if rate > 0 else 0
   logging.info(
-    "step %d/%d %s | %.1f images/s | %d skipped files | ETA %dm%02ds",
+    "step %d/%d %s | %.1f images/s | %d skipped files | ETA %s",
     done,
     total,
     losses,
     scalars["images_per_second"],
     scalars["skipped_files"],
-    eta // 60,
-    eta % 60,
+    minutes_and_seconds(eta),
   )

@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 from jax.sharding import Mesh
@@ -45,6 +46,11 @@ class GANState:
 
   def disc_variables(self) -> dict:
     return {"params": self.d_params, "batch_stats": self.d_batch_stats}
+
+
+def parameter_count(tree: PyTree) -> int:
+  """How many numbers a pytree of arrays holds (a network's parameters)."""
+  return sum(int(np.size(x)) for x in jax.tree.leaves(tree))
 
 
 def make_optimizer(optimizer_config: Any) -> optax.GradientTransformation:

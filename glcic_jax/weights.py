@@ -51,8 +51,8 @@ def import_checkpoint(
     ckpt.save(state, config, meta=meta, force=True)
   return {
     "tensors": len(sd),
-    "generator_parameters": _count(g_vars["params"]),
-    "disc_parameters": _count(d_vars["params"]),
+    "generator_parameters": train_state.parameter_count(g_vars["params"]),
+    "disc_parameters": train_state.parameter_count(d_vars["params"]),
     "channel_order": channel_order,
     "step": step,
     "workdir": workdir,
@@ -89,7 +89,3 @@ def export_checkpoint(
     "step": restored_step,
     "channel_order": channel_order,
   }
-
-
-def _count(tree: Any) -> int:
-  return sum(int(np.size(x)) for x in jax.tree.leaves(tree))

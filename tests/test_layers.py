@@ -17,7 +17,7 @@ from glcic_jax.cpu import conv as cpu_conv
 from glcic_jax.cpu import subpixel
 
 
-def _weighted_sum(y):
+def weighted_sum(y):
   """A loss whose gradient differs at every output element (a plain sum
   would hide permuted or misplaced outputs)."""
   w = jnp.arange(y.size, dtype=y.dtype).reshape(y.shape) / y.size
@@ -27,7 +27,7 @@ def _weighted_sum(y):
 def _value_and_grads(module, kernel, x):
   def loss(k, x):
     y = module.apply({"params": {"kernel": k}}, x)
-    return _weighted_sum(y), y
+    return weighted_sum(y), y
 
   (_, y), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
     kernel, x

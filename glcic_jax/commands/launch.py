@@ -29,6 +29,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from glcic_jax import interop
+from glcic_jax.data import TF_ENVIRONMENT
 from glcic_jax.startup import huge_pages
 
 FLAGS = flags.FLAGS
@@ -156,8 +157,8 @@ def run(
   hosts before `main`. `reads_data`: TensorFlow is set up before anything
   else imports it.
   """
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+  for name, value in TF_ENVIRONMENT.items():
+    os.environ.setdefault(name, value)
   huge_pages.reexec_with_huge_pages()
   define_flags(FLAGS)
   if on_mesh:

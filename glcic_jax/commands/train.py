@@ -44,15 +44,13 @@ def main(argv: list[str], flag_values: flags.FlagValues) -> None:
   started = time.time()
   workdir = flag_values.workdir
   state = train.train_and_evaluate(flag_values.config, workdir)
-  minutes, seconds = divmod(int(time.time() - started), 60)
   grid = os.path.join(workdir, "completions.png")
   seen = f"; see {grid}" if os.path.exists(grid) else ""
   logging.info(
-    "Done: step %d in %dm%02ds; checkpoints, TensorBoard logs and "
-    "evaluations are in %s%s",
+    "Done: step %d in %s; checkpoints, TensorBoard logs and evaluations "
+    "are in %s%s",
     int(state.step),
-    minutes,
-    seconds,
+    train.minutes_and_seconds(time.time() - started),
     workdir,
     seen,
   )

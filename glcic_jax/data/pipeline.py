@@ -1,16 +1,16 @@
 """tf.data input for Global&Local: mmagic's crops and holes, any topology.
 
-Per example, in TF graph ops: decode (JPEG/PNG/BMP/GIF, grey and RGBA to
-RGB), random crop of min(crop_size, side), bilinear resize to image_size
+Per example, in TF graph ops: decode (JPEG/PNG/BMP/GIF/WebP, grey and RGBA
+to RGB), random crop of min(crop_size, side), bilinear resize to image_size
 (rounded to whole levels, as cv2.resize on uint8 does), mmagic's random_bbox
 hole and its local box (`holes`), scaling to [-1, 1].
 
 Global order. Training examples sit at global positions 0, 1, 2, ...; the
 global batch of step k is positions [k*B, (k+1)*B). Process p of P decodes
 only its contiguous slice [k*B + p*B/P, k*B + (p+1)*B/P). The random crop
-and hole of a position come from (config.seed, position) alone (counter-based
-Philox, see `randomness`), so the global batch is the same for any process count,
-and `start_step` starts a run at position start_step*B without decoding what
+and hole of a position come from (config.seed, position) alone
+(counter-based Philox, see `randomness`), so the global batch is the same
+for any process count, and `start_step` starts a run at position start_step*B without decoding what
 came before. File sources map position -> image with a seeded permutation
 per epoch (`tf.random.experimental.index_shuffle`, a full shuffle computed
 per index). TFDS splits are streams: every process reads the same records in

@@ -20,7 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from glcic_jax import checkpointing, interop, models
+from glcic_jax import checkpointing, interop, models, train_state
 from glcic_jax import config as config_lib
 from glcic_jax.inpaint import compositing, images, masks, poisson
 
@@ -76,12 +76,7 @@ def load_generator(
     variables, config, step = checkpointing.restore_generator(source, step)
   else:
     config = config or config_lib.get_base_config()
-    generator, _ = models.build_models(config.model, conv_forms="native")
-    template = jax.eval_shape(
-      lambda: generator.init(
-        jax.random.PRNGKey(0), np.zeros((1, 8, 8, 4), np.float32), train=False
-      )
-    )
+    template = train_state.abstract_state(config).generator_variables()
     sd = interop.read_state_dict(source, allow_pickle=allow_pickle)
     variables, _ = interop.gl_variables(
       {k: v for k, v in sd.items() if k.startswith(interop.GENERATOR_PREFIX)},

@@ -12,14 +12,7 @@ import pytest
 
 from glcic_jax import layers
 from glcic_jax.cpu import conv as cpu_conv
-
-
-def _weighted_sum(y):
-  """A loss whose gradient differs at every output element (a plain sum
-  would hide permuted or misplaced outputs)."""
-  w = jnp.arange(y.size, dtype=y.dtype).reshape(y.shape) / y.size
-  return jnp.sum(y * w)
-
+from tests.test_layers import weighted_sum
 
 # (kernel, stride, dilation, input HxW): the discriminators' 5x5 stride 2
 # down to 2x2 maps, the encoder's 3x3 stride 2 on odd sizes, the 5x5 and
@@ -69,7 +62,7 @@ def test_matmul_conv_equals_xla_conv(k, stride, dilation, size, use_bias):
   def run(module):
     def loss(p, x):
       y = module.apply({"params": p}, x)
-      return _weighted_sum(y), y
+      return weighted_sum(y), y
 
     return jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, x)
 
@@ -174,7 +167,7 @@ def test_row_conv_equals_xla_conv(dilation, size):
 
   def run(conv):
     return jax.value_and_grad(
-      lambda x, k: _weighted_sum(conv(x, k)), argnums=(0, 1)
+      lambda x, k: weighted_sum(conv(x, k)), argnums=(0, 1)
     )(x, kernel)
 
   got = run(lambda x, k: cpu_conv._row_conv(x, k, dilation, dilation))
