@@ -55,7 +55,8 @@ def get_holes_config() -> ml_collections.ConfigDict:
 def get_eval_data_config() -> ml_collections.ConfigDict:
   """An image source and mmagic's per-example crop."""
   d = ml_collections.ConfigDict()
-  # One of 'tfds', 'image_list', 'folder', 'skimage'.
+  # One of 'tfds', 'image_list', 'folder', 'skimage', or (training only)
+  # 'synthetic': random images made on the devices, no TensorFlow.
   d.source = "skimage"
   d.tfds_name = ""  # e.g. 'places365_small', 'celeb_a_hq/256'
   d.tfds_split = "train"
@@ -132,6 +133,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.image_every = 5_000
   config.eval_every = 50_000
   config.eval_num_batches = -1  # -1 = the whole eval source
+  # Global batches on their way to the devices ahead of the step.
+  config.device_prefetch = 2
+  # (first step, count): a jax.profiler trace of those steps under the
+  # workdir, for TensorBoard's profile plugin; count 0 = no trace.
+  config.profile_steps = (0, 0)
   return config
 
 
@@ -139,7 +145,7 @@ def from_saved(saved: dict[str, Any]) -> ml_collections.ConfigDict:
   """The config a checkpoint recorded (`config.to_dict()`), in today's
   layout: checkpoints written before the `holes` section kept the hole
   fields in `data` and `eval_data`, and the training-only fields in
-  `eval_data` too."""
+  `eval_data` too; settings added since take their defaults."""
   saved = {k: dict(v) if isinstance(v, dict) else v for k, v in saved.items()}
   if "holes" not in saved and "data" in saved:
     saved["holes"] = {k: saved["data"][k] for k in _HOLE_FIELDS}
@@ -148,6 +154,13 @@ def from_saved(saved: dict[str, Any]) -> ml_collections.ConfigDict:
         saved.get(section, {}).pop(k, None)
   for k in _TRAIN_ONLY_DATA_FIELDS:
     saved.get("eval_data", {}).pop(k, None)
+  # Top-level settings added later (device_prefetch, profile_steps) take
+  # their defaults.
+  for k, v in get_base_config().items():
+    if not isinstance(v, ml_collections.ConfigDict):
+      saved.setdefault(k, v)
+      if isinstance(v, tuple):  # JSON keeps tuples as lists
+        saved[k] = tuple(saved[k])
   return ml_collections.ConfigDict(saved)
 
 
@@ -160,13 +173,24 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     problems.append(
       f"local_size={config.local_size} must be in (0, image_size]"
     )
-  for name in ("per_device_batch_size", "total_steps", "checkpoint_every"):
+  for name in (
+    "per_device_batch_size",
+    "total_steps",
+    "checkpoint_every",
+    "log_every",
+    "device_prefetch",
+  ):
     if getattr(config, name) <= 0:
       problems.append(f"{name}={getattr(config, name)} must be > 0")
   if config.compute_dtype not in COMPUTE_DTYPES:
     problems.append(
       f"compute_dtype={config.compute_dtype!r} must be one of "
       f"{list(COMPUTE_DTYPES)}"
+    )
+  profile = tuple(config.profile_steps)
+  if len(profile) != 2 or any(int(x) != x or x < 0 for x in profile):
+    problems.append(
+      f"profile_steps={profile} must be (first step, count), both >= 0"
     )
   if config.schedule.disc_step < 1:
     problems.append(f"schedule.disc_step={config.schedule.disc_step} < 1")

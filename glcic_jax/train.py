@@ -16,24 +16,26 @@ import functools
 import os
 import signal
 import time
-from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import metric_writers
 
 from glcic_jax import (
+  batches,
   checkpointing,
   evaluate,
+  input_feed,
   models,
   sharding,
+  step_metrics,
+  summaries,
+  throughput,
   train_state,
 )
 from glcic_jax import config as config_lib
 from glcic_jax import train_steps as ts
-from glcic_jax.data import pipeline as input_pipeline
 from glcic_jax.startup import huge_pages
 
 # XLA's CPU backend runs bf16 convolutions and dots in float32, with
@@ -46,8 +48,8 @@ BF16_ON_CPU_HINT = (
 )
 
 
-class NonFiniteLossError(FloatingPointError):
-  """A loss became NaN or inf; the last good checkpoint is kept."""
+# Raised when a step's losses are not finite (kept here for callers).
+NonFiniteLossError = step_metrics.NonFiniteLossError
 
 
 def _init_on_mesh(config, mesh, abstract) -> train_state.GANState:
@@ -62,7 +64,8 @@ def _init_on_mesh(config, mesh, abstract) -> train_state.GANState:
 
 def _preview(generator, g_vars, batch, n: int = 4):
   """Eval-mode completions of the first n examples (replicated output)."""
-  image, mask = batch["image"][:n], batch["mask"][:n]
+  batch = batches.expand({k: v[:n] for k, v in batch.items()})
+  image, mask = batch["image"], batch["mask"]
   completion = evaluate.composite_completion(generator, g_vars, image, mask)
   return image, mask, completion
 
@@ -85,32 +88,12 @@ class _Preemption:
     logging.warning("Received signal %d: saving and stopping.", signum)
     self.signal = signum
 
+  def stopping(self) -> bool:
+    return self.signal is not None
+
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
-
-
-def _check_finite(step: int, metrics: dict[str, Any]) -> dict[str, float]:
-  """Host copy of one step's metrics; raises if any is NaN/inf.
-
-  `step` is the 0-based index of the step (mmagic's cur_iter - start_iter).
-  """
-  values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-  bad = {k: v for k, v in values.items() if not np.isfinite(v)}
-  if bad:
-    raise NonFiniteLossError(
-      f"non-finite values in step {step}: {bad}; stopping without saving "
-      "this state (the last good checkpoint is kept)"
-    )
-  return values
-
-
-def tensorboard_writer(logdir: str) -> metric_writers.MetricWriter:
-  """TensorBoard summaries in `logdir`, written by process 0 only and not
-  echoed to the log (the loop logs its own one line per interval)."""
-  if jax.process_index() > 0:
-    return metric_writers.MultiWriter([])
-  return metric_writers.AsyncWriter(metric_writers.SummaryWriter(logdir))
 
 
 def _log_start(config, mesh, state, global_batch: int, start: int) -> None:
@@ -141,6 +124,32 @@ def _log_start(config, mesh, state, global_batch: int, start: int) -> None:
   )
 
 
+def _open_feed(config, mesh, global_batch: int, start: int):
+  """This process's batches from `start` on, fed to the devices ahead of
+  the steps. TensorFlow is imported only for the sources that need it."""
+  if config.data.source == "synthetic":
+    from glcic_jax.data import synthetic
+
+    local = synthetic.batches(
+      config, mesh, global_batch_size=global_batch, start_step=start
+    )
+    skipped = lambda: 0  # noqa: E731
+  else:
+    from glcic_jax.data import pipeline as input_pipeline
+
+    local = input_pipeline.create_train_dataset(
+      config,
+      global_batch_size=global_batch,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+      start_step=start,
+    )
+    skipped = local.skipped_files
+  return input_feed.DeviceFeed(
+    local, mesh, depth=config.device_prefetch, skipped_files=skipped
+  )
+
+
 def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str
 ) -> train_state.GANState:
@@ -159,7 +168,7 @@ def train_and_evaluate(
   mesh = sharding.create_mesh()
   global_batch = config.per_device_batch_size * mesh.devices.size
   sharding.check_batch_size(global_batch, mesh)
-  writer = tensorboard_writer(workdir)
+  writer = summaries.tensorboard_writer(workdir)
   ckpt = checkpointing.Checkpointer(
     workdir, save_every=config.checkpoint_every, keep=config.keep_checkpoints
   )
@@ -169,19 +178,14 @@ def train_and_evaluate(
     state = _init_on_mesh(config, mesh, abstract)
   else:
     state, _ = restored
-  start = int(state.step)
+  start = saved = int(state.step)
   _log_start(config, mesh, state, global_batch, start)
 
-  pipeline = input_pipeline.create_train_dataset(
-    config,
-    global_batch_size=global_batch,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
-    start_step=start,
-  )
-  batches = iter(pipeline)
+  feed = _open_feed(config, mesh, global_batch, start)
   steps = {
-    phase: sharding.jit_step(fn, mesh, state)
+    phase: sharding.jit_step(
+      batches.on_shipped(fn, f"{phase}_step"), mesh, state
+    )
     for phase, fn in ts.make_steps(config).items()
   }
   generator, _ = models.build_models(
@@ -193,58 +197,65 @@ def train_and_evaluate(
     functools.partial(_preview, generator),
     out_shardings=sharding.replicated(mesh),
   )
-  averages: dict[str, list[float]] = {}
-  last_log, last_log_step = time.time(), start
-  pending = None  # (step, metrics) checked one step late: no device stall
+  meter = throughput.Meter(config, mesh.devices.size)
+  interval = step_metrics.Interval()
+  trace = throughput.Trace(config.profile_steps, workdir)
+
+  def save(done: int) -> None:
+    nonlocal saved
+    interval.drain()  # never a non-finite state on disk
+    ckpt.save(state, config, meta={"data_position": done}, force=True)
+    saved = done
 
   # Leaving the block (normally or by an error) waits for async saves.
-  with ckpt, _Preemption() as preemption, metric_writers.ensure_flushes(writer):
+  with ckpt, feed, _Preemption() as preemption, summaries.flushing(writer):
     for step in range(start, config.total_steps):
       phase = ts.phase_for_step(step, config.schedule)
-      local_batch = next(batches)
-      batch = sharding.global_batch(local_batch, mesh)
-      state, metrics = steps[phase](state, batch)
-      if pending is not None:
-        _accumulate(averages, pending[2], _check_finite(*pending[:2]))
-      pending = (step, metrics, phase)
+      batch = feed.next(should_stop=preemption.stopping)
+      if batch is None:  # a signal while waiting for input
+        break
+      trace.before(step)
+      with trace.annotate(step):
+        state, metrics = steps[phase](state, batch)
+      interval.add(step, phase, metrics)
+      trace.after(step, state)
       done = step + 1
 
       if done % config.log_every == 0 or done == config.total_steps:
-        _accumulate(averages, phase, _check_finite(step, metrics))
-        pending = None
-        elapsed = max(time.time() - last_log, 1e-9)
-        scalars = {k: float(np.mean(v)) for k, v in averages.items()}
-        scalars["steps_per_second"] = (done - last_log_step) / elapsed
-        scalars["images_per_second"] = scalars["steps_per_second"] * (
-          global_batch
-        )
-        scalars["skipped_files"] = pipeline.skipped_files()
+        interval.drain()
+        seconds = time.time() - interval.start_time
+        scalars = {k: float(np.mean(v)) for k, v in interval.averages.items()}
+        scalars |= meter.scalars(interval.steps, seconds)
+        scalars["skipped_files"] = feed.skipped_files()
         scalars["phase"] = ts.PHASES.index(phase)
         writer.write_scalars(done, scalars)
         _log_interval(done, config.total_steps, scalars)
-        averages, last_log, last_log_step = {}, time.time(), done
+        interval = step_metrics.Interval()
 
       if config.image_every > 0 and done % config.image_every == 0:
         shown = jax.device_get(preview(state.generator_variables(), batch))
         grid = evaluate.completion_grid(*shown)
         writer.write_images(done, {"train/gt_masked_completion": grid[None]})
 
-      if config.eval_every > 0 and done % config.eval_every == 0:
-        _evaluate(generator, state, config, mesh, workdir, writer, done)
-
-      stopping = preemption.signal is not None
       if (
         done % config.checkpoint_every == 0
-        or stopping
-        or (done == config.total_steps)
+        or preemption.stopping()
+        or done == config.total_steps
       ):
-        if pending is not None:
-          _accumulate(averages, phase, _check_finite(step, metrics))
-          pending = None
-        ckpt.save(state, config, meta={"data_position": done}, force=True)
-      if stopping:
-        logging.warning("Stopped by signal at step %d; checkpoint saved.", done)
+        save(done)
+      # After the save: a failing evaluation costs no training.
+      if config.eval_every > 0 and done % config.eval_every == 0:
+        interval.drain()
+        _evaluate(generator, state, config, mesh, workdir, writer, done)
+      if preemption.stopping():
         break
+    trace.stop(state)
+    if preemption.stopping():
+      if int(state.step) > saved:
+        save(int(state.step))
+      logging.warning(
+        "Stopped by signal at step %d; checkpoint saved.", int(state.step)
+      )
   return state
 
 
@@ -284,19 +295,6 @@ def _evaluate(generator, state, config, mesh, workdir, writer, step) -> None:
   )
 
 
-def _accumulate(
-  averages: dict[str, list[float]], phase: str, values: dict[str, float]
-) -> None:
-  """Collects one step's metrics under "phase/name" as host floats.
-
-  The values are already on the host (`_check_finite`). A clu `Average`
-  per metric would add device ops to every step's dispatch path, which on
-  a busy CPU cost more than the step's own dispatch.
-  """
-  for name, value in values.items():
-    averages.setdefault(f"{phase}/{name}", []).append(value)
-
-
 def minutes_and_seconds(seconds: float) -> str:
   """`4m05s`: the log's ETA and a command's run time."""
   minutes, rest = divmod(int(seconds), 60)
@@ -313,12 +311,17 @@ def _log_interval(done: int, total: int, scalars: dict[str, float]) -> None:
   losses = "; ".join(f"{p}: {', '.join(v)}" for p, v in phases.items())
   rate = scalars["steps_per_second"]
   eta = (total - done) / rate if rate > 0 else 0
+  peak = f", {scalars['mfu']:.1%} of peak" if "mfu" in scalars else ""
   logging.info(
-    "step %d/%d %s | %.1f images/s | %d skipped files | ETA %s",
+    "step %d/%d %s | %.1f images/s (%.1f/device, %.3g TFLOP/s/device%s) | "
+    "%d skipped files | ETA %s",
     done,
     total,
     losses,
     scalars["images_per_second"],
+    scalars["images_per_second_per_device"],
+    scalars["tflops_per_device"],
+    peak,
     scalars["skipped_files"],
     minutes_and_seconds(eta),
   )

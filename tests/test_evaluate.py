@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 from absl import flags
 
-from glcic_jax import evaluate, interop, metrics, models, sharding, weights
+from glcic_jax import (
+  batches,
+  evaluate,
+  interop,
+  metrics,
+  models,
+  sharding,
+  weights,
+)
 from glcic_jax.commands import eval as eval_command
 from glcic_jax.data import pipeline as input_pipeline
 from tests import reference_metrics
@@ -45,7 +53,8 @@ def test_metrics_equal_numpy_float64_per_image(setup, result_on_8):
   pipeline = input_pipeline.create_eval_dataset(config, global_batch_size=8)
   acc = {"l1_error": [], "psnr": [], "ssim": []}
   complete = jax.jit(lambda v, x: generator.apply(v, x, train=False))
-  for batch in pipeline:
+  for shipped in pipeline:
+    batch = jax.device_get(batches.expand(shipped))
     x = np.concatenate(
       [batch["image"] * (1 - batch["mask"]), batch["mask"]], -1
     )

@@ -73,9 +73,10 @@ def assert_states_equal(a, b):
 
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory):
-  """8 uninterrupted steps of the tiny config (all three phases)."""
+  """8 uninterrupted steps of the tiny config (all three phases), steps
+  4 and 5 traced by the profiler (which changes no number)."""
   workdir = str(tmp_path_factory.mktemp("straight"))
-  state = train.train_and_evaluate(tiny(), workdir)
+  state = train.train_and_evaluate(tiny(profile_steps=(4, 2)), workdir)
   return workdir, jax.device_get(state)
 
 
@@ -105,11 +106,24 @@ def test_tiny_run_trains_all_phases_and_writes_outputs(straight_run):
     "joint/g_grad_norm",
     "joint/d_grad_norm",
     "images_per_second",
+    "images_per_second_per_device",
+    "tflops_per_device",
     "skipped_files",
   } <= tags, tags
   assert "train/gt_masked_completion" in tags
   losses = [e.step for e in acc.Tensors("generator/loss_l1_hole")]
   assert losses == [2, 4], losses  # G-only steps are 0, 1, 2; logs every 2
+
+
+def test_profile_steps_write_a_trace_that_names_the_steps(straight_run):
+  """config.profile_steps=(4, 2): one trace under plugins/profile, where
+  TensorBoard's profile plugin looks, holding the named jitted steps
+  (step 4 is a discriminator step, step 5 a joint one)."""
+  workdir, _ = straight_run
+  (trace,) = glob.glob(os.path.join(workdir, "plugins/profile/*/*.xplane.pb"))
+  with open(trace, "rb") as f:
+    data = f.read()
+  assert b"jit_discriminator_step" in data and b"jit_joint_step" in data
 
 
 def _logged(workdir, tag) -> dict[int, float]:

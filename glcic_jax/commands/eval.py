@@ -47,15 +47,13 @@ def define_flags(
 def main(argv: list[str], flag_values: flags.FlagValues) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from clu import metric_writers
-
-  from glcic_jax import checkpointing, evaluate, train
+  from glcic_jax import checkpointing, evaluate, summaries
 
   fv = flag_values
   if not checkpointing.existing_steps(fv.workdir):  # before any file is made
     raise app.UsageError(f"No checkpoint in {fv.workdir}")
-  writer = train.tensorboard_writer(os.path.join(fv.workdir, "eval"))
-  with metric_writers.ensure_flushes(writer):
+  writer = summaries.tensorboard_writer(os.path.join(fv.workdir, "eval"))
+  with summaries.flushing(writer):
     record = evaluate.evaluate_checkpoint(
       fv.workdir,
       step=fv.step,

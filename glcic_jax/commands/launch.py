@@ -20,6 +20,7 @@ defines absl flags.
 
 from __future__ import annotations
 
+import contextlib
 import logging as std_logging
 import os
 import sys
@@ -183,7 +184,10 @@ def run(
     quiet_third_party_logs()
     logging.info("%s", huge_pages.describe())
     if reads_data:
-      from glcic_jax.data import tf_runtime  # noqa: F401
+      # Without TensorFlow only the synthetic source runs; the sources that
+      # need it say so when they are opened.
+      with contextlib.suppress(ImportError):
+        from glcic_jax.data import tf_runtime  # noqa: F401
 
     from glcic_jax.startup import compilation_cache
 

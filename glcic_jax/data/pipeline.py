@@ -3,7 +3,8 @@
 Per example, in TF graph ops: decode (JPEG/PNG/BMP/GIF/WebP, grey and RGBA
 to RGB), random crop of min(crop_size, side), bilinear resize to image_size
 (rounded to whole levels, as cv2.resize on uint8 does), mmagic's random_bbox
-hole and its local box (`holes`), scaling to [-1, 1].
+hole and its local box (`holes`). Batches leave as uint8 pixels and boxes;
+the devices scale to [-1, 1] and draw the masks (`glcic_jax.batches`).
 
 Global order. Training examples sit at global positions 0, 1, 2, ...; the
 global batch of step k is positions [k*B, (k+1)*B). Process p of P decodes
@@ -54,10 +55,10 @@ _SKIPPED_NAME = "_skipped_name"
 class Pipeline:
   """A tf.data dataset of batches plus the count of replaced images.
 
-  Iterating yields dicts of numpy arrays: `image` [b,H,W,3] float32 in
-  [-1, 1], `mask` [b,H,W,1] float32 (1 = hole), `bbox` and `local_bbox`
-  [b,4] int32 (top, left, h, w); evaluation adds `valid` [b] float32 and
-  `index` [b] int32 (-1 for padding). b = global batch / process count.
+  Iterating yields dicts of numpy arrays as `glcic_jax.batches` describes
+  them: `image` [b,H,W,3] uint8, `bbox` (the hole) and `local_bbox` [b,4]
+  int32 (top, left, h, w); evaluation adds `valid` [b] float32 and `index`
+  [b] int32 (-1 for padding). b = global batch / process count.
   `dataset` is the underlying tf.data.Dataset; its elements also carry the
   two bookkeeping keys that iteration turns into `skipped_files()`.
   """
@@ -187,9 +188,9 @@ def _batches(refs, slices, data, *, train: bool):
     image = tf.clip_by_value(tf.round(image), 0.0, 255.0)  # as cv2 on uint8
     hole = holes.holes_from_words(ref["words"], spec, tnp)
     local = holes.local_boxes(hole, spec.image_size, local_size, tnp)
+    # The devices build the [-1, 1] image and the mask (`batches.expand`).
     out = {
-      "image": (image - 127.5) / 127.5,
-      "mask": holes.hole_masks(hole, *spec.image_size, xp=tnp),
+      "image": tf.cast(image, tf.uint8),
       "bbox": tf.cast(hole, tf.int32),
       "local_bbox": tf.cast(local, tf.int32),
       _SKIPPED: skipped,

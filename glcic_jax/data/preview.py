@@ -13,7 +13,7 @@ import numpy as np
 from absl import logging
 from PIL import Image, ImageDraw
 
-from glcic_jax.data import pipeline
+from glcic_jax.data import holes, pipeline
 
 CELL_PADDING = 2  # pixels of white between and around the cells
 HOLE_COLOUR = (255, 0, 0)
@@ -22,7 +22,9 @@ LOCAL_COLOUR = (0, 255, 0)
 
 def masked_inputs(batch: dict[str, np.ndarray]) -> np.ndarray:
   """uint8 [b, H, W, 3]: image * (1 - mask) back in pixel levels."""
-  masked = batch["image"] * (1.0 - batch["mask"])
+  image = (batch["image"].astype(np.float32) - 127.5) / 127.5
+  mask = holes.hole_masks(batch["bbox"], *image.shape[1:3])
+  masked = image * (1.0 - mask)
   return np.clip(np.round(masked * 127.5 + 127.5), 0, 255).astype(np.uint8)
 
 

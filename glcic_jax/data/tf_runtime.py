@@ -16,7 +16,14 @@ from glcic_jax.data import TF_ENVIRONMENT
 for _name, _value in TF_ENVIRONMENT.items():
   os.environ.setdefault(_name, _value)
 
-import tensorflow as tf  # noqa: E402
+try:
+  import tensorflow as tf  # noqa: E402
+except ImportError as e:
+  raise ImportError(
+    "TensorFlow is not installed: the tfds, image_list, folder and skimage "
+    "sources decode with it (pip install tensorflow), and "
+    "config.data.source='synthetic' runs without it."
+  ) from e
 
 try:
   tf.config.set_visible_devices([], "GPU")
