@@ -42,8 +42,8 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from glcic_jax import batches, layers, sharding, train_state  # noqa: E402
 from glcic_jax import config as config_lib  # noqa: E402
-from glcic_jax import layers, sharding, train_state  # noqa: E402
 from glcic_jax import train_steps as ts  # noqa: E402
 from glcic_jax.startup import huge_pages  # noqa: E402
 
@@ -59,6 +59,17 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer(
   "peak_size", 4096, "Side of the square matmul that measures the peak."
+)
+flags.DEFINE_bool(
+  "loop",
+  False,
+  "Whole-loop mode: the real train_and_evaluate loop (input, logging, "
+  "checkpoints) against its bare jitted step, same config, same run.",
+)
+flags.DEFINE_integer("loop_steps", 300, "Loop mode: steps of the loop.")
+flags.DEFINE_integer("loop_log_every", 50, "Loop mode: log interval.")
+flags.DEFINE_integer(
+  "loop_checkpoint_every", 100, "Loop mode: checkpoint interval."
 )
 FLAGS = flags.FLAGS
 PHASES = {"g": ts.PHASE_G, "d": ts.PHASE_D, "joint": ts.PHASE_JOINT}
@@ -395,9 +406,141 @@ def print_layers(rows: list[dict]) -> None:
   print("ratio = PyTorch time / JAX time (> 1: JAX faster)")
 
 
+def single_phase(config, phase: str):
+  """The config with every step in `phase` (mmagic's counters moved), so
+  the loop's intervals all time one program."""
+  config = config_lib.from_saved(config.to_dict())
+  never, always = 2**30, -1
+  tc, td = {
+    ts.PHASE_G: (never, never),
+    ts.PHASE_D: (always, never),
+    ts.PHASE_JOINT: (always, always),
+  }[phase]
+  config.schedule.update(iter_tc=tc, iter_td=td, start_iter=0, disc_step=1)
+  return config
+
+
+def bare_step_rate(config, phase: str, batch, steps: int) -> float:
+  """images/s of the jitted step the loop runs, on one shipped batch
+  already on the devices."""
+  mesh = sharding.create_mesh()
+  state = sharding.put_replicated(
+    jax.device_get(train_state.init_state(config, jax.random.PRNGKey(0))), mesh
+  )
+  fn = batches.on_shipped(ts.make_steps(config)[phase], f"{phase}_step")
+  step = sharding.jit_step(fn, mesh, state)
+  holder = {"state": state}
+
+  def run():
+    holder["state"], metrics = step(holder["state"], batch)
+    jax.block_until_ready(metrics)
+
+  times = interleaved({"step": run}, steps, max(FLAGS.warmup, 2), settle=0)
+  n = config.per_device_batch_size * mesh.devices.size
+  return n / statistics.median(times["step"])
+
+
+def bench_loop(config, phase: str) -> dict:
+  """The loop's images/s (its logged intervals after the first, which
+  holds the compilation) against the bare step's, before and after it."""
+  import tempfile
+
+  from tensorboard.backend.event_processing import event_accumulator
+  from tensorboard.util import tensor_util
+
+  from glcic_jax import input_feed, train
+
+  config = single_phase(config, phase)
+  config.update(
+    total_steps=FLAGS.loop_steps,
+    log_every=FLAGS.loop_log_every,
+    checkpoint_every=FLAGS.loop_checkpoint_every,
+    eval_every=0,
+    image_every=0,
+  )
+  mesh = sharding.create_mesh()
+  n = config.per_device_batch_size * mesh.devices.size
+  feed = train._open_feed(config, mesh, n, 0)
+  batch = feed.next()
+  feed.close()
+  del input_feed
+  before = bare_step_rate(config, phase, batch, FLAGS.steps)
+  with tempfile.TemporaryDirectory() as workdir:
+    t0 = time.perf_counter()
+    train.train_and_evaluate(config, workdir)
+    wall = time.perf_counter() - t0
+    events = [
+      os.path.join(workdir, f)
+      for f in os.listdir(workdir)
+      if f.startswith("events.out.tfevents")
+    ]
+    acc = event_accumulator.EventAccumulator(
+      events[0], size_guidance={"tensors": 0, "scalars": 0}
+    )
+    acc.Reload()
+    tag = "images_per_second"
+    if tag in acc.Tags().get("scalars", []):
+      rates = [e.value for e in acc.Scalars(tag)]
+    else:
+      rates = [
+        float(tensor_util.make_ndarray(e.tensor_proto))
+        for e in acc.Tensors(tag)
+      ]
+  after = bare_step_rate(config, phase, batch, FLAGS.steps)
+  step_rate = statistics.median([before, after])
+  loop_rate = statistics.median(rates[1:]) if len(rates) > 1 else rates[0]
+  return {
+    "loop": True,
+    "config": config.name,
+    "source": config.data.source,
+    "phase": phase,
+    "global_batch_size": n,
+    "loop_steps": FLAGS.loop_steps,
+    "checkpoint_every": FLAGS.loop_checkpoint_every,
+    "loop_wall_seconds": wall,
+    "loop_images_per_second": loop_rate,
+    "loop_interval_rates": rates,
+    "step_images_per_second_before": before,
+    "step_images_per_second_after": after,
+    "step_images_per_second": step_rate,
+    "loop_efficiency": loop_rate / step_rate,
+    "device_kind": jax.devices()[0].device_kind,
+    "host_cpu": host_cpu(),
+  }
+
+
+def print_loop(r: dict) -> None:
+  print()
+  print(
+    f"{r['config']} phase={r['phase']} source={r['source']} batch "
+    f"{r['global_batch_size']} on {r['device_kind']} ({r['host_cpu']}); "
+    f"{r['loop_steps']} steps, checkpoint every {r['checkpoint_every']}"
+  )
+  print(f"{'':28s} {'images/s':>10s}")
+  print(
+    f"{'bare step (before the loop)':28s} {r['step_images_per_second_before']:10.2f}"
+  )
+  print(
+    f"{'bare step (after the loop)':28s} {r['step_images_per_second_after']:10.2f}"
+  )
+  print(f"{'train_and_evaluate loop':28s} {r['loop_images_per_second']:10.2f}")
+  print(
+    f"loop efficiency (loop / median of the bare step): "
+    f"{r['loop_efficiency']:.3f}"
+  )
+
+
 def main(argv):
   del argv
   config = FLAGS.config
+  if FLAGS.loop:
+    config_lib.check_config(config)
+    result = bench_loop(config, PHASES[FLAGS.phase])
+    if FLAGS.json:
+      with open(FLAGS.json, "w") as f:
+        json.dump(result, f, indent=2)
+    print_loop(result)
+    return
   config_lib.check_config(config)
   phase = PHASES[FLAGS.phase]
   peak32 = matmul_peak(jnp.float32, FLAGS.peak_size)
