@@ -448,7 +448,7 @@ def bench_loop(config, phase: str) -> dict:
   from tensorboard.backend.event_processing import event_accumulator
   from tensorboard.util import tensor_util
 
-  from glcic_jax import input_feed, train
+  from glcic_jax import train
 
   config = single_phase(config, phase)
   config.update(
@@ -463,7 +463,6 @@ def bench_loop(config, phase: str) -> dict:
   feed = train._open_feed(config, mesh, n, 0)
   batch = feed.next()
   feed.close()
-  del input_feed
   before = bare_step_rate(config, phase, batch, FLAGS.steps)
   with tempfile.TemporaryDirectory() as workdir:
     t0 = time.perf_counter()
