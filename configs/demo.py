@@ -38,6 +38,9 @@ def get_config():
   config.holes.max_bbox_delta = 8
   config.holes.min_margin = 6
   config.data.crop_size = config.eval_data.crop_size = 256
+  # The 17 photos decode to 19 MiB; decoding PNGs per example would take
+  # the 2 cores from the step (docs/performance.md).
+  config.data.decoded_cache_mib = config.eval_data.decoded_cache_mib = 256
   config.schedule.iter_tc = 1_799  # steps 0..1799: generator only
   config.schedule.iter_td = 1_899  # steps 1800..1899: discriminator only
   config.checkpoint_every = 600

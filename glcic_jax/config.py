@@ -71,6 +71,10 @@ def get_eval_data_config() -> ml_collections.ConfigDict:
   # scripts/benchmark_input.py); on chroma-subsampled files pixels at the
   # crop's border can differ by a level or two from decode-then-crop.
   d.jpeg_crop_decode = True
+  # > 0: decode each file of a file source once, at start-up, and crop the
+  # examples from memory (at most this many MiB of pixels, else an error).
+  # For small sources, where decoding would cost more CPU than the step.
+  d.decoded_cache_mib = 0
   d.num_parallel_calls = -1  # -1 = tf.data.AUTOTUNE
   d.prefetch = 2
   return d

@@ -42,6 +42,20 @@ _NUM_FILES = flags.DEFINE_integer("num_files", 64, "Generated JPEGs.")
 _CROP_DECODE = flags.DEFINE_bool(
   "jpeg_crop_decode", True, "config.data.jpeg_crop_decode."
 )
+_LIST_PATHS = flags.DEFINE_integer(
+  "list_paths",
+  0,
+  "> 0: instead of the rates, time the start-up of an image list of this "
+  "many synthetic paths (Places365-Challenge: 8,000,000), against the "
+  "previous reading (Python strings, one tf.constant) at --list_baseline.",
+)
+_LIST_BASELINE = flags.DEFINE_integer(
+  "list_baseline", 1_000_000, "Paths of the previous reading's row."
+)
+_LIST_CHILD = flags.DEFINE_string(
+  "list_child", "", "Internal: 'ours' or 'before' in a fresh process."
+)
+_LIST_FILE = flags.DEFINE_string("list_file", "", "Internal: the list.")
 _SOURCES = flags.DEFINE_list(
   "sources", ["skimage", "folder", "tfds"], "Sources to time."
 )
@@ -176,8 +190,108 @@ def _tfds(_):
   )
 
 
+def _rss_mib(field="VmRSS"):
+  with open("/proc/self/status") as f:
+    line = next(line for line in f if line.startswith(field + ":"))
+  return int(line.split()[1]) / 1024
+
+
+def _list_child(kind, list_file):
+  """Prints seconds and peak memory of one start-up on an image list."""
+  import json
+
+  before = _rss_mib()
+  start = time.perf_counter()
+  if kind == "ours":
+    config = _config("image_list", image_list=list_file, data_root="/data")
+    input_pipeline.create_train_dataset(config, global_batch_size=_BATCH.value)
+  else:  # the reading this project had: Python strings, one tf.constant
+    with tf.io.gfile.GFile(list_file) as f:
+      fields = [line.split() for line in f]
+    paths = tuple(os.path.join("/data", w[0].lstrip("/")) for w in fields if w)
+    table = tf.constant(paths)
+    lookup = lambda ids: tf.gather(table, ids)  # noqa: E731
+  startup = time.perf_counter() - start
+  memory = _rss_mib("VmHWM") - before
+  if kind == "ours":  # a second table, only to time its lookups
+    lookup = image_sources.open_source(config.data).paths.lookup
+  ids = tf.constant(np.random.default_rng(0).integers(0, 1000, 4096))
+  lookup(ids)
+  start = time.perf_counter()
+  for _ in range(10):
+    lookup(ids)
+  per_path = (time.perf_counter() - start) / 10 / 4096
+  print(
+    json.dumps(
+      dict(
+        startup_s=startup,
+        memory_mib=memory,
+        lookup_us=per_path * 1e6,
+      )
+    )
+  )
+
+
+def list_startup():
+  """The table of --list_paths: ours at N against the previous reading."""
+  import json
+  import subprocess
+  import sys
+
+  rows = [("PathTable (ours)", _LIST_PATHS.value, "ours")]
+  rows.append(("Python strings + tf.constant", _LIST_BASELINE.value, "before"))
+  print(
+    f"{'image list reading':30} {'paths':>10} {'start-up s':>10} "
+    f"{'memory MiB':>10} {'lookup us':>9}"
+  )
+  results = {}
+  with tempfile.TemporaryDirectory() as workdir:
+    for name, count, kind in rows:
+      list_file = os.path.join(workdir, f"{count}.txt")
+      if not os.path.exists(list_file):
+        with open(list_file, "w") as f:  # Places365's format
+          for start in range(0, count, 100_000):
+            stop = min(count, start + 100_000)
+            f.write(
+              "".join(
+                f"/a/airfield/{i:08d}.jpg {i % 365}\n"
+                for i in range(start, stop)
+              )
+            )
+      out = subprocess.run(
+        [
+          sys.executable,
+          __file__,
+          f"--list_child={kind}",
+          f"--list_file={list_file}",
+          f"--batch_size={_BATCH.value}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+      ).stdout
+      results[kind] = json.loads(out.strip().splitlines()[-1]) | {"n": count}
+      r = results[kind]
+      print(
+        f"{name:30} {count:10,} {r['startup_s']:10.2f} "
+        f"{r['memory_mib']:10.0f} {r['lookup_us']:9.3f}",
+        flush=True,
+      )
+  ours, before = results["ours"], results["before"]
+  scale = ours["n"] / before["n"]
+  print(
+    f"per path, ours / before: start-up "
+    f"{ours['startup_s'] / (before['startup_s'] * scale):.3f}, memory "
+    f"{ours['memory_mib'] / (before['memory_mib'] * scale):.3f}"
+  )
+
+
 def main(argv):
   del argv
+  if _LIST_CHILD.value:
+    return _list_child(_LIST_CHILD.value, _LIST_FILE.value)
+  if _LIST_PATHS.value:
+    return list_startup()
   tf.config.set_visible_devices([], "GPU")
   cores = os.cpu_count()
   print(

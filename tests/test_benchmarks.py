@@ -7,8 +7,10 @@ for have JAX, flax, optax and PyTorch, not those (docs/performance.md, GPU).
 `benchmark_compile.py` times each program's compilation against its
 baseline. `compiled_steps.py` fingerprints the compiled steps.
 
-All are marked slow (a minute each on a 2-core CPU, mostly compiling):
-`scripts/run_slow_tests.sh` runs them, outside the CI suite."""
+`benchmark_input.py --list_paths` times image-list start-up.
+
+All but the last are marked slow (a minute each on a 2-core CPU, mostly
+compiling): `scripts/run_slow_tests.sh` runs them, outside the CI suite."""
 
 from __future__ import annotations
 
@@ -167,3 +169,21 @@ def test_compiled_steps_fingerprints_are_stable_and_tell_programs_apart():
   assert fingerprints() == first
   other = fingerprints("--config.per_device_batch_size=1")
   assert all(other[p] != first[p] for p in first), (first, other)
+
+
+def test_benchmark_input_times_image_list_start_up_against_the_old_reading():
+  """Fast (seconds): small lists, each reading in its own process."""
+  proc = _run_python(
+    "scripts/benchmark_input.py", "--list_paths=20000", "--list_baseline=10000"
+  )
+  rows = re.findall(
+    r"^(PathTable \(ours\)|Python strings \+ tf.constant)\s+([\d,]+)\s+"
+    r"(\d+\.\d+)\s+(\d+)\s+(\d+\.\d+)$",
+    proc.stdout,
+    re.M,
+  )
+  assert [(r[0], r[1]) for r in rows] == [
+    ("PathTable (ours)", "20,000"),
+    ("Python strings + tf.constant", "10,000"),
+  ], proc.stdout
+  assert re.search(r"per path, ours / before: start-up \d", proc.stdout)

@@ -1,6 +1,7 @@
-"""What the model is fed: image sources (`sources`), mmagic's holes
-(`holes`), the random words behind crops and holes (`randomness`) and the
-tf.data pipeline (`pipeline`).
+"""What the model is fed: image sources (`sources`), decoding and the
+random crop (`decoding`), mmagic's holes (`holes`), the random words behind
+crops and holes (`randomness`), the tf.data pipeline (`pipeline`) and
+device-made images for benchmarks (`synthetic`).
 
 The only package code that imports TensorFlow, always through
 `tf_runtime`, which keeps it off the accelerators. This file imports

@@ -1,7 +1,9 @@
 """tf.data input for Global&Local: mmagic's crops and holes, any topology.
 
 Per example, in TF graph ops: decode (JPEG/PNG/BMP/GIF/WebP, grey and RGBA
-to RGB), random crop of min(crop_size, side), bilinear resize to image_size
+to RGB; or, with config.data.decoded_cache_mib, crop from the images decoded
+once at start-up: `decoding`), random crop of min(crop_size, side), bilinear
+resize to image_size
 (rounded to whole levels, as cv2.resize on uint8 does), mmagic's random_bbox
 hole and its local box (`holes`). Batches leave as uint8 pixels and boxes;
 the devices scale to [-1, 1] and draw the masks (`glcic_jax.batches`).
@@ -42,7 +44,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from glcic_jax.data import holes, randomness, sources
+from glcic_jax.data import decoding, holes, randomness, sources
 from glcic_jax.data.tf_runtime import tf
 
 tnp = tf.experimental.numpy  # what `holes` computes with, in the graph
@@ -92,55 +94,7 @@ class Pipeline:
       yield batch
 
 
-def _decode_and_crop(encoded, words, crop_size: int, jpeg_crop_decode: bool):
-  """uint8 [h', w', 3]: the random min(crop, side) crop of one image."""
-
-  def offset(word, room):
-    draw = randomness.draw_ints(words[word], 0, tf.cast(room, tf.int64))
-    return tf.cast(draw, tf.int32)
-
-  def window(height, width):
-    crop_h = tf.minimum(crop_size, height)
-    crop_w = tf.minimum(crop_size, width)
-    top = offset(randomness.CROP_TOP_WORD, height - crop_h + 1)
-    left = offset(randomness.CROP_LEFT_WORD, width - crop_w + 1)
-    return tf.stack([top, left, crop_h, crop_w])
-
-  def jpeg():
-    # cv2 (mmagic) decodes with the accurate integer DCT.
-    if jpeg_crop_decode:
-      shape = tf.io.extract_jpeg_shape(encoded)
-      return tf.io.decode_and_crop_jpeg(
-        encoded,
-        window(shape[0], shape[1]),
-        channels=3,
-        dct_method="INTEGER_ACCURATE",
-      )
-    image = tf.io.decode_jpeg(
-      encoded, channels=3, dct_method="INTEGER_ACCURATE"
-    )
-    return crop(image)
-
-  def crop(image):
-    box = window(tf.shape(image)[0], tf.shape(image)[1])
-    return image[box[0] : box[0] + box[2], box[1] : box[1] + box[3]]
-
-  def other():
-    return crop(
-      tf.io.decode_image(
-        encoded, channels=3, dtype=tf.uint8, expand_animations=False
-      )
-    )
-
-  pixels = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
-  usable = tf.debugging.assert_positive(
-    tf.shape(pixels)[:2], message="image side < 1"
-  )
-  with tf.control_dependencies([usable]):
-    return tf.identity(pixels)
-
-
-def _load_first_readable(ref, data, *, train: bool) -> tf.data.Dataset:
+def _load_first_readable(ref, data, cache, *, train: bool) -> tf.data.Dataset:
   """One element: the first of ref's candidates that decodes, cropped.
 
   Yields (kept fields, pixels, skipped, valid): skipped counts the
@@ -150,11 +104,16 @@ def _load_first_readable(ref, data, *, train: bool) -> tf.data.Dataset:
   """
 
   def attempt(k):
-    names = ref["names"]
-    encoded = ref["blobs"][k] if "blobs" in ref else tf.io.read_file(names[k])
-    pixels = _decode_and_crop(
-      encoded, ref["words"], data.crop_size, bool(data.jpeg_crop_decode)
-    )
+    if cache is not None:
+      pixels = cache.crop(ref["candidates"][k], ref["words"], data.crop_size)
+    else:
+      if "blobs" in ref:
+        encoded = ref["blobs"][k]
+      else:
+        encoded = tf.io.read_file(ref["names"][k])
+      pixels = decoding.decode_and_crop(
+        encoded, ref["words"], data.crop_size, bool(data.jpeg_crop_decode)
+      )
     return pixels, tf.cast(k, tf.int32), tf.constant(1.0)
 
   def exhausted(count):
@@ -177,7 +136,7 @@ def _load_first_readable(ref, data, *, train: bool) -> tf.data.Dataset:
   return chosen.take(1).map(lambda *example: (kept, *example))
 
 
-def _batches(refs, slices, data, *, train: bool):
+def _batches(refs, slices, data, *, train: bool, cache=None):
   """refs -> decoded, cropped, resized, holed, batched examples."""
   spec, local_size = slices.hole_spec, slices.local_size
   parallel = data.num_parallel_calls
@@ -203,7 +162,7 @@ def _batches(refs, slices, data, *, train: bool):
   # Each inner dataset yields exactly one element, so a deterministic
   # interleave keeps the order of refs while decoding in parallel.
   ds = refs.interleave(
-    lambda ref: _load_first_readable(ref, data, train=train),
+    lambda ref: _load_first_readable(ref, data, cache, train=train),
     cycle_length=parallel,
     num_parallel_calls=parallel,
   )
@@ -217,6 +176,19 @@ def _batches(refs, slices, data, *, train: bool):
   options.experimental_optimization.parallel_batch = True
   options.threading.max_intra_op_parallelism = 1  # parallelism is per image
   return ds.with_options(options)
+
+
+def _decoded_cache(source, data) -> decoding.DecodedImages | None:
+  """The decoded images of a small file source, if config asks for them."""
+  if data.decoded_cache_mib <= 0:
+    return None
+  parallel = data.num_parallel_calls
+  return decoding.DecodedImages(
+    source.paths,
+    limit_mib=data.decoded_cache_mib,
+    num_parallel_calls=parallel if parallel > 0 else tf.data.AUTOTUNE,
+    source_name=source.name,
+  )
 
 
 class _Slices:
@@ -233,6 +205,11 @@ class _Slices:
     if data.crop_size < 1:
       raise ValueError(
         f"config.data.crop_size ({data.crop_size}) must be >= 1."
+      )
+    if data.decoded_cache_mib > 0 and data.source == "tfds":
+      raise ValueError(
+        "config.data.decoded_cache_mib applies to file sources (image_list, "
+        "folder, skimage), not to tfds: set it to 0."
       )
     if global_batch_size % process_count:
       raise ValueError(
@@ -261,7 +238,7 @@ class _Slices:
 
 def _file_refs(local_ids, source, slices, key, tries, index_of):
   """refs of file sources: candidates are the image and the next files."""
-  paths = tf.constant(source.paths)
+  paths = source.paths.lookup
   n = source.num_examples
 
   def ref_of(j):
@@ -269,7 +246,8 @@ def _file_refs(local_ids, source, slices, key, tries, index_of):
     index = index_of(position)
     candidates = (tf.maximum(index, 0) + tf.range(tries, dtype=tf.int64)) % n
     return {
-      "names": tf.gather(paths, candidates),
+      "names": paths(candidates),
+      "candidates": candidates,
       "count": tf.where(index >= 0, np.int64(tries), 0),
       "words": randomness.example_words(key, position),
       "index": index,
@@ -349,7 +327,9 @@ def create_train_dataset(
     records = tf.data.Dataset.counter(first // n).flat_map(epoch_records)
     records = records.skip(first % n)  # reads records, decodes none
     refs = _tfds_refs(records, first, source, slices, key, tries)
-  ds = _batches(refs, slices, data, train=True)
+  ds = _batches(
+    refs, slices, data, train=True, cache=_decoded_cache(source, data)
+  )
   return Pipeline(ds, num_examples=n)
 
 
@@ -390,5 +370,7 @@ def create_eval_dataset(
     refs = _tfds_refs(
       source.records.concatenate(blank), 0, source, slices, key, 1
     )
-  ds = _batches(refs, slices, data, train=False)
+  ds = _batches(
+    refs, slices, data, train=False, cache=_decoded_cache(source, data)
+  )
   return Pipeline(ds, num_examples=n, num_batches=num_batches)

@@ -11,6 +11,7 @@ are a stream of (index, encoded bytes), decoded later by the pipeline.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 
 import ml_collections
 import numpy as np
@@ -28,6 +29,114 @@ SKIMAGE_PHOTOS = tuple(
   """.split()
 )
 SKIMAGE_HELDOUT = ("chelsea.png", "coffee.png")
+
+
+class PathTable:
+  """File paths as one byte-string tensor plus offsets, and a prefix.
+
+  Places365-Challenge lists 8M files: as Python or TensorFlow string objects
+  that is GiBs and a minute of start-up per process; as one buffer it is
+  about the bytes of the list (scripts/benchmark_input.py --list_paths).
+  The tensors are made once and shared by every tf.data function that
+  looks paths up (`lookup`).
+  """
+
+  def __init__(
+    self,
+    buffer: bytes | tf.Tensor,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    prefix: str = "",
+  ):
+    # Variables, so that tf.data functions capture a handle instead of
+    # copying the buffer into their graphs.
+    self._buffer = tf.Variable(buffer, trainable=False)
+    self._starts = tf.Variable(starts.astype(np.int64), trainable=False)
+    self._lengths = tf.Variable(lengths.astype(np.int64), trainable=False)
+    self._count = len(starts)
+    self.prefix = prefix  # '' or a folder ending in '/'
+
+  @classmethod
+  def from_strings(cls, paths: Sequence[str]) -> PathTable:
+    encoded = [p.encode() for p in paths]
+    lengths = np.array([len(e) for e in encoded], np.int64)
+    return cls(b"".join(encoded), np.cumsum(lengths) - lengths, lengths)
+
+  def __len__(self) -> int:
+    return self._count
+
+  def __getitem__(self, i: int) -> str:
+    return self.lookup(tf.constant([i], tf.int64))[0].numpy().decode()
+
+  def __iter__(self) -> Iterator[str]:
+    every = self.lookup(tf.range(self._count, dtype=tf.int64)).numpy()
+    return (path.decode() for path in every)
+
+  def lookup(self, indices: tf.Tensor) -> tf.Tensor:
+    """The paths at int64 `indices`, as a string tensor (graph or eager)."""
+    names = tf.strings.substr(
+      self._buffer,
+      tf.gather(self._starts, indices),
+      tf.gather(self._lengths, indices),
+    )
+    return tf.strings.join([self.prefix, names]) if self.prefix else names
+
+
+# bytes.split()'s whitespace, as a table over byte values.
+_SPACE = np.zeros(256, bool)
+_SPACE[list(b" \t\n\r\x0b\x0c")] = True
+_CHUNK = 1 << 20  # bytes parsed at once: temporaries stay in the cache
+
+
+def _first_fields(buffer: np.ndarray, offset: int, strip_slash: bool):
+  """(starts, ends) of the first field of each line of whole lines.
+
+  Two passes over the bytes (the whitespace and its positions); the rest
+  works on the few whitespace positions per line.
+  """
+  size = len(buffer)
+  gaps = np.flatnonzero(buffer <= 32)  # whitespace and rare control bytes
+  gaps = gaps[_SPACE[buffer[gaps]]]
+  # A field starts after a gap byte not followed by another, or at 0; it
+  # ends at a gap byte not preceded by another, or at the end.
+  apart = gaps[1:] != gaps[:-1] + 1
+  opens = np.concatenate([apart, [True]]) & (gaps + 1 < size)
+  closes = np.concatenate([[True], apart]) & (gaps > 0)
+  newlines = np.cumsum(buffer[gaps] == 10)  # newlines up to each gap byte
+  starts, lines = gaps[opens] + 1, newlines[opens]
+  ends = gaps[closes]
+  if size and not _SPACE[buffer[0]]:
+    starts = np.concatenate([[0], starts])
+    lines = np.concatenate([[0], lines])
+  if size and not _SPACE[buffer[-1]]:
+    ends = np.concatenate([ends, [size]])
+  first = np.concatenate([[True], lines[1:] != lines[:-1]])
+  starts, ends = starts[first], ends[first]
+  while strip_slash:  # Places365's '/a/airfield/...' stays under the root
+    slash = (starts < ends) & (buffer[np.minimum(starts, ends - 1)] == 47)
+    if not slash.any():
+      break
+    starts = starts + slash
+  return starts + offset, ends + offset
+
+
+def parse_image_list(contents: bytes | tf.Tensor, data_root: str) -> PathTable:
+  """The first whitespace-separated field of each line (mmagic's list
+  format), parsed by numpy over the bytes, never a Python object per line.
+  With a data_root, leading '/' are dropped so the path stays under it.
+  `contents` may be the scalar string tensor of tf.io.read_file, which the
+  table then keeps without a copy."""
+  text = contents.numpy() if isinstance(contents, tf.Tensor) else contents
+  buffer = np.frombuffer(text, np.uint8)
+  pieces, begin = [], 0
+  while begin < len(buffer):
+    end = text.find(b"\n", begin + _CHUNK) + 1 or len(buffer)  # whole lines
+    pieces.append(_first_fields(buffer[begin:end], begin, bool(data_root)))
+    begin = end
+  starts = np.concatenate([p[0] for p in pieces] or [np.zeros(0, np.int64)])
+  ends = np.concatenate([p[1] for p in pieces] or [np.zeros(0, np.int64)])
+  prefix = os.path.join(data_root, "") if data_root else ""
+  return PathTable(contents, starts, ends - starts, prefix)
 
 
 class Source:
@@ -75,7 +184,7 @@ def _folder_paths(folder: str) -> list[str]:
   return sorted(paths)  # independent of the file system's listing order
 
 
-def _image_list_paths(list_file: str, data_root: str) -> list[str]:
+def _image_list_paths(list_file: str, data_root: str) -> PathTable:
   """mmagic's list format: one path per line relative to data_root; any
   further whitespace-separated fields on a line (labels) are ignored.
 
@@ -86,11 +195,7 @@ def _image_list_paths(list_file: str, data_root: str) -> list[str]:
     raise FileNotFoundError(
       f"Image list {list_file!r} (config.data.image_list) not found."
     )
-  with tf.io.gfile.GFile(list_file) as f:
-    fields = [line.split() for line in f]
-  if data_root:
-    return [os.path.join(data_root, w[0].lstrip("/")) for w in fields if w]
-  return [w[0] for w in fields if w]
+  return parse_image_list(tf.io.read_file(list_file), data_root)
 
 
 def _tfds_records(data: ml_collections.ConfigDict) -> Source:
@@ -138,4 +243,6 @@ def open_source(data: ml_collections.ConfigDict) -> Source:
       f"config.data.source must be 'tfds', 'image_list', 'folder' or "
       f"'skimage', not {data.source!r}."
     )
-  return Source(name, paths=tuple(paths))
+  if not isinstance(paths, PathTable):
+    paths = PathTable.from_strings(paths)
+  return Source(name, paths=paths)
