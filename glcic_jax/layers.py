@@ -43,35 +43,181 @@ def output_dtype(dtype: Dtype) -> Dtype:
   return jnp.promote_types(dtype, jnp.float32)
 
 
+_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+# The kernel gradient as a convolution of the input with the output's
+# cotangent: the batch becomes the contracted feature axis.
+_KERNEL_GRAD_DIMENSIONS = ("CHWN", "IHWO", "HWNC")
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _low_precision_conv(
+  x, kernel, strides, padding, lhs_dilation, rhs_dilation
+):
+  """The convolution of low-precision `x` with the float32 `kernel` cast to
+  x.dtype, whose kernel gradient is accumulated and returned in float32.
+
+  XLA sums the kernel gradient's per-device parts where the convolution
+  that makes it ends; with bfloat16 operands that would be a bfloat16
+  all-reduce. PyTorch DDP reduces in float32, and so does this: the
+  gradient convolution outputs float32 (`preferred_element_type`).
+  """
+  return jax.lax.conv_general_dilated(
+    x,
+    kernel.astype(x.dtype),
+    window_strides=strides,
+    padding=padding,
+    lhs_dilation=lhs_dilation,
+    rhs_dilation=rhs_dilation,
+    dimension_numbers=_DIMENSIONS,
+  )
+
+
+def _low_precision_conv_fwd(x, kernel, *geometry):
+  cast = kernel.astype(x.dtype)
+  return _low_precision_conv(x, kernel, *geometry), (x, cast)
+
+
+def _low_precision_conv_bwd(
+  strides, padding, lhs_dilation, rhs_dilation, res, g
+):
+  x, kernel = res
+  _, x_vjp = jax.vjp(
+    lambda x: jax.lax.conv_general_dilated(
+      x,
+      kernel,
+      window_strides=strides,
+      padding=padding,
+      lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation,
+      dimension_numbers=_DIMENSIONS,
+    ),
+    x,
+  )
+  # Per spatial axis: the low padding as in the forward, the high one such
+  # that the gradient covers the kernel's extent exactly.
+  high = [
+    (out - 1) * s - (size - 1) * ld + (k - 1) * rd - lo
+    for out, s, size, ld, k, rd, (lo, _) in zip(
+      g.shape[1:3],
+      strides,
+      x.shape[1:3],
+      lhs_dilation,
+      kernel.shape[:2],
+      rhs_dilation,
+      padding,
+    )
+  ]
+  kernel_grad = jax.lax.conv_general_dilated(
+    x,
+    g,
+    window_strides=rhs_dilation,
+    padding=[(lo, hi) for (lo, _), hi in zip(padding, high)],
+    lhs_dilation=lhs_dilation,
+    rhs_dilation=strides,
+    dimension_numbers=_KERNEL_GRAD_DIMENSIONS,
+    preferred_element_type=jnp.float32,
+  )
+  return x_vjp(g)[0], kernel_grad
+
+
+_low_precision_conv.defvjp(_low_precision_conv_fwd, _low_precision_conv_bwd)
+
+
+def _convolve(
+  x, kernel, strides, padding, lhs_dilation=(1, 1), rhs_dilation=(1, 1)
+):
+  """x (compute dtype) with the kernel: as is when their dtypes agree,
+  through `_low_precision_conv` for bfloat16 x with a float32 kernel."""
+  geometry = (
+    tuple(strides),
+    tuple(map(tuple, padding)),
+    tuple(lhs_dilation),
+    tuple(rhs_dilation),
+  )
+  if _is_low_precision(x, kernel):
+    return _low_precision_conv(x, kernel, *geometry)
+  return jax.lax.conv_general_dilated(
+    x,
+    kernel.astype(x.dtype),
+    window_strides=geometry[0],
+    padding=geometry[1],
+    lhs_dilation=geometry[2],
+    rhs_dilation=geometry[3],
+    dimension_numbers=_DIMENSIONS,
+  )
+
+
 def conv2d(
   x: jax.Array, kernel: jax.Array, stride: int = 1, dilation: int = 1
 ) -> jax.Array:
   """PyTorch's Conv2d(padding=dilation * (k - 1) // 2) on NHWC `x` with an
-  HWIO kernel. Explicit symmetric padding: XLA's 'SAME' would pad stride-2
-  convolutions asymmetrically."""
+  HWIO kernel (float32, cast to x.dtype). Explicit symmetric padding: XLA's
+  'SAME' would pad stride-2 convolutions asymmetrically."""
   pad = dilation * (kernel.shape[0] - 1) // 2
-  return jax.lax.conv_general_dilated(
+  return _convolve(
     x,
     kernel,
-    window_strides=(stride, stride),
-    padding=((pad, pad), (pad, pad)),
+    (stride, stride),
+    ((pad, pad), (pad, pad)),
     rhs_dilation=(dilation, dilation),
-    dimension_numbers=("NHWC", "HWIO", "NHWC"),
   )
 
 
 def conv_transpose2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """PyTorch's ConvTranspose2d(k=4, s=2, p=1) from the [4, 4, out, in]
-  kernel of `nn.ConvTranspose(transpose_kernel=True)`: an input-dilated
-  convolution, which doubles the spatial size."""
-  return jax.lax.conv_transpose(
-    x,
-    kernel,
-    strides=(2, 2),
-    padding=((2, 2), (2, 2)),
-    dimension_numbers=("NHWC", "HWIO", "NHWC"),
-    transpose_kernel=True,
+  kernel of `nn.ConvTranspose(transpose_kernel=True)` (float32, cast to
+  x.dtype): an input-dilated convolution with the kernel flipped and its
+  channel axes swapped, which doubles the spatial size."""
+  flipped = jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
+  return _convolve(x, flipped, (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2))
+
+
+def _is_low_precision(x: jax.Array, param: jax.Array) -> bool:
+  """bfloat16 (or float16) activations meeting a float32 parameter."""
+  return jnp.dtype(x.dtype).itemsize < jnp.dtype(param.dtype).itemsize
+
+
+@jax.custom_vjp
+def _low_precision_add(y, bias):
+  """y + bias cast to y.dtype, with the bias gradient summed in float32 (the
+  sum over the batch is the part XLA all-reduces across devices)."""
+  return y + bias.astype(y.dtype)
+
+
+def _low_precision_add_fwd(y, bias):
+  return _low_precision_add(y, bias), None
+
+
+def _low_precision_add_bwd(_, g):
+  return g, g.astype(jnp.float32).sum(axis=tuple(range(g.ndim - 1)))
+
+
+_low_precision_add.defvjp(_low_precision_add_fwd, _low_precision_add_bwd)
+
+
+@jax.custom_vjp
+def _low_precision_matmul(x, kernel):
+  """x @ kernel cast to x.dtype; the kernel gradient in float32, as
+  `_low_precision_conv`'s."""
+  return x @ kernel.astype(x.dtype)
+
+
+def _low_precision_matmul_fwd(x, kernel):
+  cast = kernel.astype(x.dtype)
+  return x @ cast, (x, cast)
+
+
+def _low_precision_matmul_bwd(res, g):
+  x, kernel = res
+  kernel_grad = jax.lax.dot_general(
+    x, g, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32
   )
+  return g @ kernel.T, kernel_grad
+
+
+_low_precision_matmul.defvjp(
+  _low_precision_matmul_fwd, _low_precision_matmul_bwd
+)
 
 
 def _bias(module: nn.Module, y: jax.Array) -> jax.Array:
@@ -80,7 +226,32 @@ def _bias(module: nn.Module, y: jax.Array) -> jax.Array:
   bias = module.param(
     "bias", nn.initializers.zeros, (module.features,), jnp.float32
   )
-  return y + bias.astype(module.dtype)
+  if _is_low_precision(y, bias):
+    return _low_precision_add(y, bias)
+  return y + bias.astype(y.dtype)
+
+
+class Dense(nn.Module):
+  """`nn.Dense`'s parameters ([in, out] `kernel`, `bias`) in float32,
+  arithmetic in `dtype`, and under bfloat16 float32 parameter gradients
+  (see `_low_precision_conv`)."""
+
+  features: int
+  kernel_init: Callable = nn.initializers.lecun_normal()
+  use_bias: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param(
+      "kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32
+    )
+    x = x.astype(self.dtype)
+    if _is_low_precision(x, kernel):
+      y = _low_precision_matmul(x, kernel)
+    else:
+      y = x @ kernel.astype(x.dtype)
+    return _bias(self, y)
 
 
 class Conv(nn.Module):
@@ -106,10 +277,11 @@ class Conv(nn.Module):
       (k, k, x.shape[-1], self.features),
       jnp.float32,
     )
-    y = self.convolve(x.astype(self.dtype), kernel.astype(self.dtype))
+    y = self.convolve(x.astype(self.dtype), kernel)
     return _bias(self, y)
 
   def convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """x in the compute dtype, the float32 kernel (each form casts it)."""
     return conv2d(x, kernel, self.stride, self.dilation)
 
 
@@ -130,10 +302,11 @@ class ConvTranspose(nn.Module):
       (4, 4, self.features, x.shape[-1]),
       jnp.float32,
     )
-    y = self.convolve(x.astype(self.dtype), kernel.astype(self.dtype))
+    y = self.convolve(x.astype(self.dtype), kernel)
     return _bias(self, y)
 
   def convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """x in the compute dtype, the float32 kernel (each form casts it)."""
     return conv_transpose2d(x, kernel)
 
 

@@ -212,7 +212,7 @@ class MultiLayerDiscriminator(nn.Module):
         name=f"conv{i + 1}",
       )(x, train)
     x = x.reshape(x.shape[0], -1)
-    x = nn.Dense(
+    x = layers.Dense(
       self.fc_features,
       kernel_init=linear_kernel_init,
       dtype=self.dtype,
@@ -249,7 +249,7 @@ class GLDiscs(nn.Module):
     g = MultiLayerDiscriminator(self.global_num_convs, name="global_disc", **kw)
     l_ = MultiLayerDiscriminator(self.local_num_convs, name="local_disc", **kw)
     x = jnp.concatenate([g(image, train), l_(local, train)], axis=-1)
-    x = nn.Dense(
+    x = layers.Dense(
       1, kernel_init=linear_kernel_init, dtype=self.dtype, name="fc"
     )(x)
     return x.astype(output_dtype(self.dtype))

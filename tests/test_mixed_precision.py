@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import glob
 import logging
+import re
 
 import jax
 import numpy as np
+import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from glcic_jax import train, train_state
+from glcic_jax import sharding, train, train_state
 from glcic_jax import train_steps as ts
 from tests.test_train_steps import load_config, random_batch
 
@@ -89,3 +91,44 @@ def test_short_bf16_run_trains(tmp_path, caplog):
     losses.append(float(tf.make_ndarray(e.tensor_proto)))
   assert len(losses) == 3 and all(np.isfinite(losses))
   assert losses[-1] < losses[0], losses
+
+
+def _all_reduce_types(hlo: str) -> list[str]:
+  """The element types of every all-reduce of a compiled HLO module."""
+  pattern = re.compile(r"= (\(?[a-z0-9]+\[[^=]*?) all-reduce(?:-start)?\(")
+  return [m[1] for m in map(pattern.search, hlo.splitlines()) if m is not None]
+
+
+def _partitioned_hlo(compile_step, tmp_path) -> str:
+  """The HLO module right after SPMD partitioning, before the backend's own
+  passes: what a GPU or TPU compiler receives (the CPU's later passes turn
+  bfloat16 all-reduces into float32 ones by themselves)."""
+  compile_step(
+    {"xla_dump_to": str(tmp_path), "xla_dump_hlo_pass_re": "spmd-partitioning"}
+  )
+  (path,) = tmp_path.glob("*after_spmd-partitioning*.txt")
+  return path.read_text()
+
+
+@pytest.mark.parametrize("forms", ["native", "cpu"])
+def test_bf16_gradients_are_all_reduced_in_float32(forms, tmp_path):
+  """As PyTorch DDP does: with bf16 convolutions, every cross-device sum of
+  the partitioned joint step (conv, fc and bias gradients, BatchNorm
+  statistics, losses) is float32. The native forms, which GPUs and TPUs
+  run, from the partitioned module; the CPU forms, which only the CPU runs,
+  from the compiled CPU program."""
+  config = _config("bfloat16")
+  mesh = sharding.create_mesh()
+  state = train_state.init_state(config, jax.random.PRNGKey(0))
+  step = ts.make_steps(config, conv_forms=forms)[ts.PHASE_JOINT]
+  batch = random_batch(config, 2 * mesh.size)
+  lowered = sharding.jit_step(step, mesh, state).lower(state, batch)
+  if forms == "native":
+    hlo = _partitioned_hlo(
+      lambda options: lowered.compile(compiler_options=options), tmp_path
+    )
+  else:
+    hlo = lowered.compile().as_text()
+  types = _all_reduce_types(hlo)
+  assert len(types) >= 40, types  # every parameter's gradient among them
+  assert not [t for t in types if "bf16" in t], types

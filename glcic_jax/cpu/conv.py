@@ -197,6 +197,7 @@ class Conv(layers.Conv):
   batch_per_device: int | None = None
 
   def convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    kernel = kernel.astype(x.dtype)
     s, d = self.stride, self.dilation
     pad = d * (self.kernel_size - 1) // 2
     if x.shape[-1] <= 4 or self._narrow(x):

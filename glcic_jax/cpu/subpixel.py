@@ -77,4 +77,5 @@ class ConvTranspose(layers.ConvTranspose):
   all four phases."""
 
   def convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    kernel = kernel.astype(x.dtype)
     return _subpixel_matmul(x, kernel)
