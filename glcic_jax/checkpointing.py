@@ -10,16 +10,20 @@ and `meta` (JSON: step, input position, format version, provenance).
 Resuming must survive a checkpoint that a crash or a full disk left broken:
 `Checkpointer.restore_latest` falls back to older steps and moves the broken
 ones aside (renamed, never deleted) so that orbax's step listing and later
-saves of the same step numbers work again.
+saves of the same step numbers work again. A failed read is retried first
+(`READ_RETRY_DELAYS`): on cloud storage most failures are transient. With
+several processes, process 0's step listing is the one all follow, and a
+step counts as restored only when every process restored it, so all resume
+from the same step or all fail with the same error.
 """
 
 from __future__ import annotations
 
 import datetime
 import itertools
-import json
 import os
 import sys
+import time
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -32,15 +36,17 @@ from etils import epath
 from orbax.checkpoint._src.metadata import array_metadata_store
 from orbax.checkpoint._src.serialization import type_handler_registry
 
-import glcic_jax
+from glcic_jax import checkpoint_meta, multihost, train_state
 from glcic_jax import config as config_lib
-from glcic_jax import train_state
 
-# Bumped when the layout of the items changes; restore refuses newer formats.
-FORMAT_VERSION = 1
+FORMAT_VERSION = checkpoint_meta.FORMAT_VERSION
 # Suffix of a step directory that failed to restore and was moved aside. The
 # name no longer parses as a step, so orbax neither lists nor prunes it.
 CORRUPT_SUFFIX = ".corrupt-"
+
+# Seconds before each new attempt at a failed read: a transient error of a
+# remote filesystem clears; a corrupt file fails every attempt.
+READ_RETRY_DELAYS = (1.0, 3.0)
 
 _GENERATOR_KEYS = ("g_params", "g_batch_stats")
 _BARRIERS = itertools.count()
@@ -146,8 +152,10 @@ class Checkpointer:
         latest,
       )
       return False
-    config_dict = _json_ready(config.to_dict(), "config")
-    meta_dict = _json_ready(_full_meta(step, meta), "meta")
+    config_dict = checkpoint_meta.json_ready(config.to_dict(), "config")
+    meta_dict = checkpoint_meta.json_ready(
+      checkpoint_meta.full_meta(step, meta), "meta"
+    )
     saved = manager.save(
       step,
       args=ocp.args.Composite(
@@ -181,7 +189,7 @@ class Checkpointer:
     )
     restored = self._read(step, "Checkpoint", args)
     meta = dict(restored.meta)
-    _check_format(meta, step, self._workdir)
+    checkpoint_meta.check_format(meta, step, self._workdir)
     return restored.state, meta
 
   def restore_latest(
@@ -195,22 +203,28 @@ class Checkpointer:
     so that training can save those steps again. If none restores, nothing
     is moved and a `CheckpointError` names the workdir and the errors.
     """
-    steps = self.all_steps()
+    steps = multihost.process0_steps(self.all_steps())
     if not steps:
       return None
-    failures: list[tuple[int, CheckpointError]] = []
+    failures: list[tuple[int, Exception]] = []
     for step in reversed(steps):
       try:
-        result = self.restore(abstract_state, step)
-      except CheckpointError as e:
+        result, error = self.restore(abstract_state, step), None
+      except (CheckpointError, FileNotFoundError) as e:
+        result, error = None, e
+      if not multihost.everywhere(error is None):
+        if error is None:
+          error = CheckpointError(
+            f"step {step} restored here but not on another process"
+          )
         logging.warning(
           "Checkpoint step %d in %s is unreadable; trying the one before. "
           "Error: %s",
           step,
           self._workdir,
-          _short(e),
+          _short(error),
         )
-        failures.append((step, e))
+        failures.append((step, error))
         continue
       if failures:
         self._move_aside([s for s, _ in failures])
@@ -241,13 +255,24 @@ class Checkpointer:
     """Restores `items` of an existing step; failures as CheckpointError."""
     manager = self._open(create=False)
     _drop_abandoned_read_noise()
-    try:
-      return manager.restore(step, args=ocp.args.Composite(**items))
-    except Exception as e:  # orbax and tensorstore raise many types
-      raise CheckpointError(
-        f"{what} step {step} in {self._workdir} could not be restored: "
-        f"{_short(e)}"
-      ) from e
+    for attempt, delay in enumerate((*READ_RETRY_DELAYS, None)):
+      try:
+        return manager.restore(step, args=ocp.args.Composite(**items))
+      except Exception as e:  # orbax and tensorstore raise many types
+        if delay is None:
+          raise CheckpointError(
+            f"{what} step {step} in {self._workdir} could not be restored "
+            f"({attempt + 1} attempts): {_short(e)}"
+          ) from e
+        logging.warning(
+          "Reading %s step %d in %s failed (%s); retrying in %.0f s.",
+          what.lower(),
+          step,
+          self._workdir,
+          _short(e),
+          delay,
+        )
+        time.sleep(delay)
 
   def _move_aside(self, steps: list[int]) -> None:
     """Renames broken step directories so orbax no longer lists them."""
@@ -348,44 +373,6 @@ def _drop_abandoned_read_noise() -> None:
 
   hook.drops_orbax_reads = True
   sys.unraisablehook = hook
-
-
-def _full_meta(step: int, extra: Mapping[str, Any] | None) -> dict[str, Any]:
-  """What every checkpoint records, plus the caller's fields."""
-  extra = dict(extra or {})
-  if "step" in extra and int(extra["step"]) != step:
-    raise ValueError(f"meta step {extra['step']} != state step {step}")
-  meta = {
-    "step": step,
-    "data_position": step,  # one global batch per step
-    "format": FORMAT_VERSION,
-    "glcic_jax_version": glcic_jax.__version__,
-    "jax_version": jax.__version__,
-    "process_count": jax.process_count(),
-    "device_count": jax.device_count(),
-    "saved_at": datetime.datetime.now(datetime.UTC).isoformat(),
-  }
-  meta.update(extra)
-  meta["step"], meta["format"] = step, FORMAT_VERSION
-  return meta
-
-
-def _json_ready(value: dict[str, Any], what: str) -> dict[str, Any]:
-  """Fails before anything is written, not later in the async writer."""
-  try:
-    json.dumps(value)
-  except (TypeError, ValueError) as e:
-    raise TypeError(f"checkpoint {what} is not JSON-serialisable: {e}") from e
-  return value
-
-
-def _check_format(meta: dict[str, Any], step: int, workdir: epath.Path) -> None:
-  fmt = meta.get("format", 0)
-  if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
-    raise ValueError(
-      f"Checkpoint step {step} in {workdir} has format {fmt!r}; this "
-      f"glcic-jax {glcic_jax.__version__} reads format <= {FORMAT_VERSION}."
-    )
 
 
 def _short(e: BaseException, limit: int = 300) -> str:

@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from glcic_jax import batches, checkpointing, metrics, models, sharding
+from glcic_jax import batches, checkpointing, files, metrics, models, sharding
 
 
 @dataclasses.dataclass
@@ -204,9 +204,8 @@ def write_results(
     writer.write_images(step, {"eval/gt_masked_completion": result.grid[None]})
   if jax.process_index() != 0:
     return path
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(result.record(step=step, seed=seed, source=source), f, indent=2)
+  record = result.record(step=step, seed=seed, source=source)
+  files.write_text(path, json.dumps(record, indent=2))
   from glcic_jax.inpaint import images  # PIL only where files are written
 
   images.save_png(path[: -len(".json")] + ".png", result.grid)

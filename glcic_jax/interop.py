@@ -23,12 +23,15 @@ torch is imported lazily, only to read or write `.pth` files.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from glcic_jax import files
 
 GENERATOR_PREFIX = "generator."
 DISC_PREFIX = "disc."
@@ -295,19 +298,22 @@ def read_state_dict(
   files you trust, since unpickling can execute arbitrary code.
   """
   path = os.fspath(path)
-  if not os.path.isfile(path):
+  if not files.is_file(path):
     raise FileNotFoundError(f"checkpoint file not found: {path}")
+  data = files.read_bytes(path)
   if path.endswith(".safetensors"):
-    from safetensors.numpy import load_file
+    from safetensors.numpy import load
 
     try:
-      return dict(load_file(path))
+      return dict(load(data))
     except Exception as e:  # safetensors raises several error types
       raise ValueError(f"cannot read safetensors file {path}: {e}") from e
   import torch
 
   try:
-    obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    obj = torch.load(
+      io.BytesIO(data), map_location="cpu", weights_only=not allow_pickle
+    )
   except Exception as e:  # truncated zip, bad pickle, refused global...
     hint = (
       ""
@@ -334,19 +340,20 @@ def write_state_dict(
   export never leaves a truncated file under the final name.
   """
   path = os.fspath(path)
-  tmp = path + ".tmp"
   if path.endswith(".safetensors"):
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     meta_str = {str(k): str(v) for k, v in (meta or {}).items()}
     # np.array, not np.ascontiguousarray: the latter turns 0-d into 1-d.
     arrays = {k: np.array(v, order="C") for k, v in state_dict.items()}
-    save_file(arrays, tmp, metadata=meta_str)
+    data = save(arrays, metadata=meta_str)
   elif path.endswith(".pth"):
     import torch
 
     tensors = {k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}
-    torch.save({"state_dict": tensors, "meta": dict(meta or {})}, tmp)
+    encoded = io.BytesIO()
+    torch.save({"state_dict": tensors, "meta": dict(meta or {})}, encoded)
+    data = encoded.getvalue()
   else:
     raise ValueError(f"output must end in .pth or .safetensors: {path}")
-  os.replace(tmp, path)
+  files.write_bytes(path, data)

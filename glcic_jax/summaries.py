@@ -107,8 +107,10 @@ def tensorboard_writer(logdir: str) -> Any:
     return _NoWriter()
   if not tensorflow_installed():
     return _EventFileWriter(logdir)
-  from clu import metric_writers
-
+  try:
+    from clu import metric_writers
+  except ImportError:  # TensorFlow or clu present but unusable
+    return _EventFileWriter(logdir)
   return metric_writers.AsyncWriter(metric_writers.SummaryWriter(logdir))
 
 

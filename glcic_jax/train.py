@@ -124,6 +124,27 @@ def _log_start(config, mesh, state, global_batch: int, start: int) -> None:
   )
 
 
+def _check_resumable(meta, global_batch: int, mesh, workdir) -> None:
+  """Resuming on another topology (elastic) keeps the input position only
+  with the global batch the checkpoint was trained with: refuse otherwise,
+  before any work, saying which per-device batch resumes it."""
+  saved = meta.get("global_batch_size")
+  if saved is None or int(saved) == global_batch:
+    return
+  devices = mesh.devices.size
+  fits = (
+    f"--config.per_device_batch_size={saved // devices}"
+    if saved % devices == 0
+    else f"a device count dividing {saved}"
+  )
+  raise ValueError(
+    f"The checkpoint in {workdir} was trained with a global batch of "
+    f"{saved}; this run's is {global_batch} (config.per_device_batch_size "
+    f"x {devices} devices). Resume with {fits}, so that the input goes on "
+    f"from the same position."
+  )
+
+
 def _open_feed(config, mesh, global_batch: int, start: int):
   """This process's batches from `start` on, fed to the devices ahead of
   the steps. TensorFlow is imported only for the sources that need it."""
@@ -177,7 +198,8 @@ def train_and_evaluate(
   if restored is None:
     state = _init_on_mesh(config, mesh, abstract)
   else:
-    state, _ = restored
+    state, meta = restored
+    _check_resumable(meta, global_batch, mesh, workdir)
   start = saved = int(state.step)
   _log_start(config, mesh, state, global_batch, start)
 
@@ -204,7 +226,8 @@ def train_and_evaluate(
   def save(done: int) -> None:
     nonlocal saved
     interval.drain()  # never a non-finite state on disk
-    ckpt.save(state, config, meta={"data_position": done}, force=True)
+    meta = {"data_position": done, "global_batch_size": global_batch}
+    ckpt.save(state, config, meta=meta, force=True)
     saved = done
 
   # Leaving the block (normally or by an error) waits for async saves.

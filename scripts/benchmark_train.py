@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -67,6 +68,12 @@ flags.DEFINE_bool(
   "checkpoints) against its bare jitted step, same config, same run.",
 )
 flags.DEFINE_integer("loop_steps", 300, "Loop mode: steps of the loop.")
+flags.DEFINE_string(
+  "loop_trace_dir",
+  "",
+  "Loop mode: copy the run's jax.profiler trace (--config.profile_steps) "
+  "here, for TensorBoard's profile plugin.",
+)
 flags.DEFINE_integer("loop_log_every", 50, "Loop mode: log interval.")
 flags.DEFINE_integer(
   "loop_checkpoint_every", 100, "Loop mode: checkpoint interval."
@@ -468,6 +475,9 @@ def bench_loop(config, phase: str) -> dict:
     t0 = time.perf_counter()
     train.train_and_evaluate(config, workdir)
     wall = time.perf_counter() - t0
+    trace = os.path.join(workdir, "plugins", "profile")
+    if FLAGS.loop_trace_dir and os.path.isdir(trace):
+      shutil.copytree(trace, FLAGS.loop_trace_dir, dirs_exist_ok=True)
     events = [
       os.path.join(workdir, f)
       for f in os.listdir(workdir)
@@ -496,6 +506,10 @@ def bench_loop(config, phase: str) -> dict:
     "global_batch_size": n,
     "loop_steps": FLAGS.loop_steps,
     "checkpoint_every": FLAGS.loop_checkpoint_every,
+    "compute_dtype": config.compute_dtype,
+    "image_size": config.image_size,
+    "per_device_batch_size": config.per_device_batch_size,
+    "profile_steps": list(config.profile_steps),
     "loop_wall_seconds": wall,
     "loop_images_per_second": loop_rate,
     "loop_interval_rates": rates,

@@ -2,7 +2,9 @@
 # The GPU rows of docs/performance.md in one call (about 6 minutes on one
 # H100/H200): the paper config (256x256, 12 images per device) in PyTorch and
 # JAX in the same process, the joint step in bf16 and float32, the generator
-# and discriminator steps in bf16, then per-layer times in bf16.
+# and discriminator steps in bf16, per-layer times in bf16, then the whole
+# training loop (300 bf16 joint steps on the synthetic source, 2 checkpoints,
+# a 5-step jax.profiler trace copied to OUT_DIR/profile) against its step.
 #
 #   bash scripts/gpu_benchmarks.sh [OUT_DIR]     (default: $OUT or gpu_results)
 #
@@ -10,9 +12,12 @@
 # ml_collections; nothing else of glcic-jax's dependencies (no TensorFlow,
 # no clu). On a machine where pip cannot reach an index, put ml_collections'
 # wheel in .whl/ first (docs/performance.md, GPU): it is installed from there.
-# Writes log.txt, one JSON per run and table.md (7 files). GLCIC_BENCH_EXTRA
+# Writes log.txt, one JSON per run, table.md and the trace. GLCIC_LOOP_STEPS
+# sets the loop's length (300). GLCIC_BENCH_EXTRA
 # appends flags to every run (a CPU smoke test: "--steps=1 --warmup=0
-# --config.image_size=64 --config.local_size=32 --config.per_device_batch_size=2";
+# --config.image_size=64 --config.local_size=32 --config.per_device_batch_size=2
+# --config.holes.max_bbox_shape=24 --config.holes.max_bbox_delta=8
+# --config.holes.min_margin=4";
 # batch 1 fails there: PyTorch BatchNorm refuses one value per channel).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -43,4 +48,9 @@ bench joint_f32 --phase=joint --steps=30 --config.compute_dtype=float32
 bench g_bf16 --phase=g --steps=30 --config.compute_dtype=bfloat16
 bench d_bf16 --phase=d --steps=30 --config.compute_dtype=bfloat16
 bench layers_bf16 --phase=g --steps=10 --config.compute_dtype=bfloat16 --layers
+loop_steps=${GLCIC_LOOP_STEPS:-300}
+bench loop_bf16 --phase=joint --steps=10 --config.compute_dtype=bfloat16 --loop \
+  --config.data.source=synthetic --loop_steps="$loop_steps" \
+  --loop_log_every=$((loop_steps / 6)) --loop_checkpoint_every=$((loop_steps / 2)) \
+  --config.profile_steps="($((loop_steps * 2 / 3)),5)" --loop_trace_dir="$out/profile"
 python3 scripts/benchmark_table.py "$out"/*.json | tee "$out/table.md"

@@ -8,6 +8,7 @@ for have JAX, flax, optax and PyTorch, not those (docs/performance.md, GPU).
 baseline. `compiled_steps.py` fingerprints the compiled steps.
 
 `benchmark_input.py --list_paths` times image-list start-up.
+`gpu_benchmarks.sh` runs shrunk on the CPU with TensorFlow and clu blocked.
 
 All but the last are marked slow (a minute each on a 2-core CPU, mostly
 compiling): `scripts/run_slow_tests.sh` runs them, outside the CI suite."""
@@ -15,6 +16,7 @@ compiling): `scripts/run_slow_tests.sh` runs them, outside the CI suite."""
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -187,3 +189,49 @@ def test_benchmark_input_times_image_list_start_up_against_the_old_reading():
     ("Python strings + tf.constant", "10,000"),
   ], proc.stdout
   assert re.search(r"per path, ours / before: start-up \d", proc.stdout)
+
+
+@pytest.mark.slow
+def test_gpu_benchmarks_script_runs_on_the_cpu_without_tensorflow(tmp_path):
+  """The one GPU call, shrunk (GLCIC_BENCH_EXTRA, a 6-step loop), with
+  TensorFlow, TFDS and clu unimportable as on the GPU image: every JSON,
+  both tables and the loop's profile trace are written."""
+  blocked = tmp_path / "blocked"
+  for name in NOT_ON_GPU_IMAGES:
+    (blocked / name).mkdir(parents=True)
+    (blocked / name / "__init__.py").write_text(
+      f"raise ImportError('{name} is not on the GPU image')\n"
+    )
+  out = tmp_path / "out"
+  env = dict(
+    os.environ,
+    PYTHONPATH=f"{blocked}:{ROOT}",
+    GLCIC_LOOP_STEPS="6",
+    GLCIC_BENCH_EXTRA=(
+      "--steps=1 --warmup=0 --config.image_size=64 --config.local_size=32 "
+      "--config.per_device_batch_size=2 --config.holes.max_bbox_shape=24 "
+      "--config.holes.max_bbox_delta=8 --config.holes.min_margin=4"
+    ),
+  )
+  proc = subprocess.run(
+    ["bash", "scripts/gpu_benchmarks.sh", str(out)],
+    check=False,
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=1800,
+  )
+  log = (out / "log.txt").read_text()
+  names = {p.stem for p in out.glob("*.json")}
+  assert names == {
+    "joint_bf16",
+    "joint_f32",
+    "g_bf16",
+    "d_bf16",
+    "layers_bf16",
+    "loop_bf16",
+  }, proc.stdout + proc.stderr + log
+  table = (out / "table.md").read_text()
+  assert "| loop efficiency |" in table and "synthetic" in table, table
+  assert list((out / "profile").rglob("*.xplane.pb")), log

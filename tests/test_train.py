@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import glob
 import os
+import pathlib
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -130,13 +132,21 @@ def _logged(workdir, tag) -> dict[int, float]:
   from tensorboard.backend.event_processing import event_accumulator
   from tensorboard.util import tensor_util
 
-  (events,) = glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
-  acc = event_accumulator.EventAccumulator(events, size_guidance={"tensors": 0})
-  acc.Reload()
-  return {
-    e.step: float(tensor_util.make_ndarray(e.tensor_proto))
-    for e in acc.Tensors(tag)
-  }
+  logged = {}
+  # One events file per run of the workdir (a resumed run adds one).
+  for events in sorted(
+    glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
+  ):
+    acc = event_accumulator.EventAccumulator(
+      events, size_guidance={"tensors": 0}
+    )
+    acc.Reload()
+    if tag in acc.Tags().get("tensors", []):
+      logged |= {
+        e.step: float(tensor_util.make_ndarray(e.tensor_proto))
+        for e in acc.Tensors(tag)
+      }
+  return logged
 
 
 def test_logged_metrics_are_means_over_the_log_window(straight_run, tmp_path):
@@ -212,13 +222,12 @@ def run_two_processes(command: list[str], env: dict) -> list[tuple[int, str]]:
   return [(p.returncode, out) for p, out in zip(procs, outs)]
 
 
-def test_two_processes_equal_one_process(straight_run, tmp_path):
-  """2 processes x 4 CPU devices (gloo collectives on 127.0.0.1) make
-  the same run as 1 process x 8 devices: the same logged losses and
-  gradient norms, and at both checkpoints the same parameters and running
-  statistics, up to float32 noise and what it does at the output clip
-  (below)."""
-  workdir = str(tmp_path)
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+  """The tiny run as 2 processes x 4 CPU devices (gloo collectives on
+  127.0.0.1): (workdir, the processes' (exit status, output), env)."""
+  tmp_path = tmp_path_factory.mktemp("two_processes")
+  workdir = str(tmp_path / "run")
   env = cpu_env(4)
   env.pop("GLIBC_TUNABLES", None)  # so that the start-up restart is tested
   # The commands' own cache (compilation_cache), empty: both processes
@@ -229,6 +238,16 @@ def test_two_processes_equal_one_process(straight_run, tmp_path):
   env.pop("JAX_COMPILATION_CACHE_DIR", None)
   env["GLCIC_COMPILATION_CACHE"] = str(tmp_path / "xla")
   runs = run_two_processes(train_cmd(workdir), env)
+  return workdir, runs, env
+
+
+def test_two_processes_equal_one_process(straight_run, two_process_run):
+  """2 processes x 4 CPU devices make the same run as 1 process x 8
+  devices: the same logged losses and gradient norms, and at both
+  checkpoints the same parameters and running statistics, up to float32
+  noise and what it does at the output clip (`assert_same_training`)."""
+  workdir, runs, env = two_process_run
+  tmp_path = pathlib.Path(workdir).parent
   # The console script's start-up restarted each with huge pages for
   # malloc, where this machine has them (startup.huge_pages).
   huge = huge_pages.tunables_with_huge_pages(
@@ -241,30 +260,39 @@ def test_two_processes_equal_one_process(straight_run, tmp_path):
   assert any(f.name.endswith("-cache") for f in (tmp_path / "xla").iterdir())
   straight, _ = straight_run
   assert checkpointing.existing_steps(workdir) == [4, 8]
-  # Cross-process all-reduces sum in another order than one process does.
-  # Mostly that is float32 noise, but the generator's output is hard-clipped
-  # at +-1 (mmagic's out_act='clip'): an output within noise of the clip
-  # has gradient 0 in one run and 1 in the other, which moved whole layers'
-  # gradients by 1.4%, and Adam's first steps turn changed signs into whole
-  # steps of lr. Whether an output sits there is luck: seed 0 had none
-  # with the earlier convs (2x4 against 1x8: 0.001% of g parameters more
-  # than lr/10 apart), seed 2 has one in its first step (1 process with 4
-  # devices against 8 differs as much), and the small-sub-grid and native
-  # narrow 5x5 convs (glcic_jax/cpu) change the rounding enough to move seed
-  # 0 to 0.16-1.9%. So the bounds hold with such a flip and fail for a
-  # broken multi-process run. Measured (AMD EPYC), 2x4 against 1x8 at
-  # seed 0 with the earlier convs / with the current ones / at seed 2 (a
-  # flip in step 1), and in brackets the 2x4 run with its data split
-  # ignoring the process index (both processes read the same examples):
-  #   parameters more than lr/10 apart, steps 4 and 8: g 0.001% /
-  #     0.16-1.9% / 17-38%, d 0 / 0.009-0.08% / 0.2-2.8% [g 79-81%,
-  #     d 31-94%];
-  #   running statistics, relative norm: 3.5e-8 / 1.8e-6 / 1e-5 [5e-3 to
-  #     1.2e-2];
-  #   logged losses, relative: at most 1.7e-7 / 5.4e-6 / 2e-5 [largest
-  #     8e-2]; gradient norms 2.6e-5 / 5.4e-3 / 1.3% [largest 79%].
+  assert_same_training(workdir, straight, steps=(4, 8))
+
+
+def assert_same_training(workdir, straight, steps, logged_from=0):
+  """The run in `workdir` is the straight run, at checkpoints `steps` and
+  in the metrics logged from step `logged_from` on, up to the summation
+  order of another topology.
+
+  Cross-process all-reduces sum in another order than one process does.
+  Mostly that is float32 noise, but the generator's output is hard-clipped
+  at +-1 (mmagic's out_act='clip'): an output within noise of the clip
+  has gradient 0 in one run and 1 in the other, which moved whole layers'
+  gradients by 1.4%, and Adam's first steps turn changed signs into whole
+  steps of lr. Whether an output sits there is luck: seed 0 had none
+  with the earlier convs (2x4 against 1x8: 0.001% of g parameters more
+  than lr/10 apart), seed 2 has one in its first step (1 process with 4
+  devices against 8 differs as much), and the small-sub-grid and native
+  narrow 5x5 convs (glcic_jax/cpu) change the rounding enough to move seed
+  0 to 0.16-1.9%. So the bounds hold with such a flip and fail for a
+  broken multi-process run. Measured (AMD EPYC), 2x4 against 1x8 at
+  seed 0 with the earlier convs / with the current ones / at seed 2 (a
+  flip in step 1), and in brackets the 2x4 run with its data split
+  ignoring the process index (both processes read the same examples):
+    parameters more than lr/10 apart, steps 4 and 8: g 0.001% /
+      0.16-1.9% / 17-38%, d 0 / 0.009-0.08% / 0.2-2.8% [g 79-81%,
+      d 31-94%];
+    running statistics, relative norm: 3.5e-8 / 1.8e-6 / 1e-5 [5e-3 to
+      1.2e-2];
+    logged losses, relative: at most 1.7e-7 / 5.4e-6 / 2e-5 [largest
+      8e-2]; gradient norms 2.6e-5 / 5.4e-3 / 1.3% [largest 79%].
+  """
   lr = LEARNING_RATE
-  for step in (4, 8):
+  for step in steps:
     got, want = final_params(workdir, step), final_params(straight, step)
     assert int(got.step) == step
     for name, bound in (("g_params", 0.6), ("d_params", 0.15)):
@@ -276,11 +304,69 @@ def test_two_processes_equal_one_process(straight_run, tmp_path):
       diff = relative_difference(getattr(got, name), getattr(want, name))
       assert diff <= 1e-4, (step, name, diff)
   for tag in _COMPARED_METRICS:
-    one, two = _logged(straight, tag), _logged(workdir, tag)
+    one = {k: v for k, v in _logged(straight, tag).items() if k >= logged_from}
+    two = _logged(workdir, tag)
     assert sorted(two) == sorted(one), (tag, sorted(two), sorted(one))
     rtol = 0.1 if tag.endswith("grad_norm") else 1e-4
     for step, value in one.items():
       np.testing.assert_allclose(two[step], value, rtol=rtol, err_msg=tag)
+
+
+def _only_step_4(source: str, target: pathlib.Path) -> str:
+  """A copy of a run's workdir as preemption at step 5 leaves it."""
+  shutil.copytree(source, target, ignore=shutil.ignore_patterns("events.*"))
+  shutil.rmtree(target / "8")
+  return str(target)
+
+
+def test_elastic_resume_from_2x4_on_1x2(
+  straight_run, two_process_run, tmp_path
+):
+  """A checkpoint of 2 processes x 4 devices goes on as 1 process x 2
+  devices (the same global batch: 8 per device) from the same step and
+  input position, and ends where the uninterrupted run ends."""
+  straight, _ = straight_run
+  workdir = _only_step_4(two_process_run[0], tmp_path / "run")
+  proc = subprocess.run(
+    train_cmd(workdir, "--config.per_device_batch_size=8"),
+    env=cpu_env(2),
+    capture_output=True,
+    text=True,
+    check=False,
+    timeout=600,
+  )
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert checkpointing.existing_steps(workdir) == [4, 8]
+  assert_same_training(workdir, straight, steps=(8,), logged_from=5)
+
+
+def test_elastic_resume_from_1x2_on_2x4(straight_run, tmp_path):
+  """The reverse: 1 process x 2 devices to step 4, then 2 processes x 4
+  devices to the end."""
+  straight, _ = straight_run
+  workdir = str(tmp_path / "run")
+  proc = subprocess.run(
+    train_cmd(
+      workdir, "--config.per_device_batch_size=8", "--config.total_steps=4"
+    ),
+    env=cpu_env(2),
+    capture_output=True,
+    text=True,
+    check=False,
+    timeout=600,
+  )
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  for returncode, out in run_two_processes(train_cmd(workdir), cpu_env(4)):
+    assert returncode == 0, out[-3000:]
+  assert checkpointing.existing_steps(workdir) == [4, 8]
+  assert_same_training(workdir, straight, steps=(4, 8))
+
+
+def test_resume_with_another_global_batch_is_refused(straight_run, tmp_path):
+  workdir = _only_step_4(straight_run[0], tmp_path / "run")
+  with pytest.raises(ValueError, match="per_device_batch_size=2"):
+    train.train_and_evaluate(tiny(per_device_batch_size=1), workdir)
+  assert checkpointing.existing_steps(workdir) == [4]
 
 
 _COMPARED_METRICS = (

@@ -8,11 +8,15 @@ drawn in red and the local discriminator's box in green.
 
 from __future__ import annotations
 
+import io
+import os
+
 import ml_collections
 import numpy as np
 from absl import logging
 from PIL import Image, ImageDraw
 
+from glcic_jax import files
 from glcic_jax.data import holes, pipeline
 
 CELL_PADDING = 2  # pixels of white between and around the cells
@@ -80,7 +84,12 @@ def write_preview(
   if "valid" in batch:  # leave the padding of a small eval set out
     batch = {k: v[batch["valid"] > 0] for k, v in batch.items()}
   grid = preview_grid(batch, columns=columns)
-  Image.fromarray(grid).save(output)
+  encoded = io.BytesIO()
+  suffix = os.path.splitext(os.fspath(output))[1].lower()
+  Image.fromarray(grid).save(
+    encoded, format=Image.registered_extensions().get(suffix, "PNG")
+  )
+  files.write_bytes(output, encoded.getvalue())
   logging.info(
     "Wrote %d %s inputs to %s (%d unreadable skipped).",
     len(batch["image"]),

@@ -20,7 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from glcic_jax import checkpointing, interop, models, train_state
+from glcic_jax import checkpointing, files, interop, models, train_state
 from glcic_jax import config as config_lib
 from glcic_jax.inpaint import compositing, images, masks, poisson
 
@@ -72,7 +72,7 @@ def load_generator(
   `channel_order` the order the file's weights expect (mmagic: 'bgr').
   """
   source = os.fspath(source)
-  if os.path.isdir(source):
+  if files.is_dir(source):
     variables, config, step = checkpointing.restore_generator(source, step)
   else:
     config = config or config_lib.get_base_config()

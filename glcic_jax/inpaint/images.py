@@ -6,17 +6,18 @@ Images are uint8 [H, W, 3] RGB; masks float32 [H, W, 1] with 1 = hole.
 
 from __future__ import annotations
 
+import io
 import os
-import pathlib
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from glcic_jax import files
 from glcic_jax.data import IMAGE_EXTENSIONS
 from glcic_jax.inpaint.masks import check_hole_coverage
 
-PathLike = str | pathlib.Path
+PathLike = files.PathLike
 
 
 def _open_image(path: PathLike) -> Image.Image:
@@ -26,11 +27,11 @@ def _open_image(path: PathLike) -> Image.Image:
   message that does not name it. EXIF orientation is applied, so that image
   and mask line up as an image viewer shows them.
   """
-  path = pathlib.Path(path)
-  if not path.is_file():
+  path = os.fspath(path)
+  if not files.is_file(path):
     raise FileNotFoundError(f"no such image file: {path}")
   try:
-    with Image.open(path) as image:
+    with Image.open(io.BytesIO(files.read_bytes(path))) as image:
       image.load()
       return ImageOps.exif_transpose(image)
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
@@ -96,9 +97,9 @@ def save_png(path: PathLike, image: np.ndarray) -> None:
     raise ValueError(f"expected a uint8 image, got {panel.dtype}")
   if panel.ndim == 3 and panel.shape[-1] == 1:
     panel = panel[..., 0]
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  Image.fromarray(panel).save(path, format="PNG")
+  encoded = io.BytesIO()
+  Image.fromarray(panel).save(encoded, format="PNG")
+  files.write_bytes(path, encoded.getvalue())
 
 
 def list_inputs(inputs: Sequence[str]) -> list[str]:
@@ -109,16 +110,14 @@ def list_inputs(inputs: Sequence[str]) -> list[str]:
   """
   paths = []
   for item in inputs:
-    if os.path.isdir(item):
+    if files.is_dir(item):
       found = sorted(
-        os.path.join(item, f)
-        for f in os.listdir(item)
-        if f.lower().endswith(IMAGE_EXTENSIONS)
+        f for f in files.list_dir(item) if f.lower().endswith(IMAGE_EXTENSIONS)
       )
       if not found:
         raise FileNotFoundError(f"no images in folder {item}")
       paths += found
-    elif os.path.exists(item):
+    elif files.is_file(item):
       paths.append(item)
     else:
       raise FileNotFoundError(f"no such input file or folder: {item}")
