@@ -49,6 +49,19 @@ _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 _KERNEL_GRAD_DIMENSIONS = ("CHWN", "IHWO", "HWNC")
 
 
+def _conv(x, kernel, strides, padding, lhs_dilation, rhs_dilation):
+  """XLA's convolution in this module's layouts, operands as given."""
+  return jax.lax.conv_general_dilated(
+    x,
+    kernel,
+    window_strides=strides,
+    padding=padding,
+    lhs_dilation=lhs_dilation,
+    rhs_dilation=rhs_dilation,
+    dimension_numbers=_DIMENSIONS,
+  )
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def _low_precision_conv(
   x, kernel, strides, padding, lhs_dilation, rhs_dilation
@@ -61,15 +74,8 @@ def _low_precision_conv(
   all-reduce. PyTorch DDP reduces in float32, and so does this: the
   gradient convolution outputs float32 (`preferred_element_type`).
   """
-  return jax.lax.conv_general_dilated(
-    x,
-    kernel.astype(x.dtype),
-    window_strides=strides,
-    padding=padding,
-    lhs_dilation=lhs_dilation,
-    rhs_dilation=rhs_dilation,
-    dimension_numbers=_DIMENSIONS,
-  )
+  geometry = (strides, padding, lhs_dilation, rhs_dilation)
+  return _conv(x, kernel.astype(x.dtype), *geometry)
 
 
 def _low_precision_conv_fwd(x, kernel, *geometry):
@@ -81,18 +87,8 @@ def _low_precision_conv_bwd(
   strides, padding, lhs_dilation, rhs_dilation, res, g
 ):
   x, kernel = res
-  _, x_vjp = jax.vjp(
-    lambda x: jax.lax.conv_general_dilated(
-      x,
-      kernel,
-      window_strides=strides,
-      padding=padding,
-      lhs_dilation=lhs_dilation,
-      rhs_dilation=rhs_dilation,
-      dimension_numbers=_DIMENSIONS,
-    ),
-    x,
-  )
+  geometry = (strides, padding, lhs_dilation, rhs_dilation)
+  _, x_vjp = jax.vjp(lambda x: _conv(x, kernel, *geometry), x)
   # Per spatial axis: the low padding as in the forward, the high one such
   # that the gradient covers the kernel's extent exactly.
   high = [
@@ -136,15 +132,7 @@ def _convolve(
   )
   if _is_low_precision(x, kernel):
     return _low_precision_conv(x, kernel, *geometry)
-  return jax.lax.conv_general_dilated(
-    x,
-    kernel.astype(x.dtype),
-    window_strides=geometry[0],
-    padding=geometry[1],
-    lhs_dilation=geometry[2],
-    rhs_dilation=geometry[3],
-    dimension_numbers=_DIMENSIONS,
-  )
+  return _conv(x, kernel.astype(x.dtype), *geometry)
 
 
 def conv2d(

@@ -10,7 +10,6 @@ writer instead; TensorBoard reads both alike.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import time
 from collections.abc import Iterator, Mapping
@@ -91,25 +90,15 @@ class _EventFileWriter(_NoWriter):
     self._writer.close()
 
 
-def tensorflow_installed() -> bool:
-  """Whether TensorFlow can be imported, without importing it."""
-  try:
-    return importlib.util.find_spec("tensorflow") is not None
-  except (ImportError, ValueError):  # blocked in sys.modules
-    return False
-
-
 def tensorboard_writer(logdir: str) -> Any:
   """A writer of TensorBoard summaries in `logdir` (`write_scalars`,
   `write_images`, `flush`, `close`), written by process 0 only and not
   echoed to the log (the loop logs its own one line per interval)."""
   if jax.process_index() > 0:
     return _NoWriter()
-  if not tensorflow_installed():
-    return _EventFileWriter(logdir)
-  try:
+  try:  # clu's writers import TensorFlow
     from clu import metric_writers
-  except ImportError:  # TensorFlow or clu present but unusable
+  except ImportError:  # no TensorFlow or no clu (the GPU host)
     return _EventFileWriter(logdir)
   return metric_writers.AsyncWriter(metric_writers.SummaryWriter(logdir))
 

@@ -319,6 +319,20 @@ def _only_step_4(source: str, target: pathlib.Path) -> str:
   return str(target)
 
 
+def train_on_1x2(workdir: str, *extra: str) -> None:
+  """The tiny run as 1 process x 2 devices with the global batch of 8
+  devices x 2 (8 per device)."""
+  proc = subprocess.run(
+    train_cmd(workdir, "--config.per_device_batch_size=8", *extra),
+    env=cpu_env(2),
+    capture_output=True,
+    text=True,
+    check=False,
+    timeout=600,
+  )
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
 def test_elastic_resume_from_2x4_on_1x2(
   straight_run, two_process_run, tmp_path
 ):
@@ -327,15 +341,7 @@ def test_elastic_resume_from_2x4_on_1x2(
   input position, and ends where the uninterrupted run ends."""
   straight, _ = straight_run
   workdir = _only_step_4(two_process_run[0], tmp_path / "run")
-  proc = subprocess.run(
-    train_cmd(workdir, "--config.per_device_batch_size=8"),
-    env=cpu_env(2),
-    capture_output=True,
-    text=True,
-    check=False,
-    timeout=600,
-  )
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  train_on_1x2(workdir)
   assert checkpointing.existing_steps(workdir) == [4, 8]
   assert_same_training(workdir, straight, steps=(8,), logged_from=5)
 
@@ -345,17 +351,7 @@ def test_elastic_resume_from_1x2_on_2x4(straight_run, tmp_path):
   devices to the end."""
   straight, _ = straight_run
   workdir = str(tmp_path / "run")
-  proc = subprocess.run(
-    train_cmd(
-      workdir, "--config.per_device_batch_size=8", "--config.total_steps=4"
-    ),
-    env=cpu_env(2),
-    capture_output=True,
-    text=True,
-    check=False,
-    timeout=600,
-  )
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  train_on_1x2(workdir, "--config.total_steps=4")
   for returncode, out in run_two_processes(train_cmd(workdir), cpu_env(4)):
     assert returncode == 0, out[-3000:]
   assert checkpointing.existing_steps(workdir) == [4, 8]

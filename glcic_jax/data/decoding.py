@@ -127,7 +127,6 @@ class DecodedImages:
         source_name,
       )
     sizes = np.array([image.size for image in held], np.int64)
-    self.num_bytes = int(sizes.sum())
     self._starts = tf.constant(np.cumsum(sizes) - sizes)
     self._shapes = tf.constant([image.shape[:2] for image in held], tf.int32)
     self._pixels = tf.constant(
