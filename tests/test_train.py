@@ -12,6 +12,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 
 import jax
 import numpy as np
@@ -196,29 +198,57 @@ def cpu_env(devices: int) -> dict:
   return env
 
 
-def run_two_processes(command: list[str], env: dict) -> list[tuple[int, str]]:
+def run_two_processes(
+  command: list[str], env: dict, timeout: float = 900
+) -> list[tuple[int, str]]:
   """`command` as processes 0 and 1 of a run over 127.0.0.1 (gloo
-  collectives); (exit status, output) of each."""
+  collectives); (exit status, output) of each.
+
+  Each process writes to its own file, not a pipe: a pipe that is not
+  being read fills up and stops its writer, which stops the other process
+  at its next collective. On timeout both are killed and the failure
+  shows where each of them was."""
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
   env = dict(env, JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")
-  procs = [
-    subprocess.Popen(
-      command
-      + [
-        f"--coordinator_address=127.0.0.1:{port}",
-        "--num_processes=2",
-        f"--process_id={i}",
-      ],
-      env=env,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT,
-      text=True,
-    )
-    for i in range(2)
-  ]
-  outs = [p.communicate(timeout=600)[0] for p in procs]
+  with tempfile.TemporaryDirectory() as logs:
+    files = [open(os.path.join(logs, f"{i}.log"), "w+") for i in range(2)]
+    procs = [
+      subprocess.Popen(
+        command
+        + [
+          f"--coordinator_address=127.0.0.1:{port}",
+          "--num_processes=2",
+          f"--process_id={i}",
+        ],
+        env=env,
+        stdout=files[i],
+        stderr=subprocess.STDOUT,
+        text=True,
+      )
+      for i in range(2)
+    ]
+    deadline = time.monotonic() + timeout
+    try:
+      for p in procs:
+        p.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+      for p in procs:
+        p.kill()
+        p.wait()
+      tails = []
+      for i, f in enumerate(files):
+        f.seek(0)
+        tails.append(f"--- process {i} ---\n" + f.read()[-3000:])
+      pytest.fail(
+        f"two processes still running after {timeout} s:\n" + "\n".join(tails)
+      )
+    outs = []
+    for f in files:
+      f.seek(0)
+      outs.append(f.read())
+      f.close()
   return [(p.returncode, out) for p, out in zip(procs, outs)]
 
 
