@@ -252,12 +252,20 @@ class Checkpointer:
     return step
 
   def _read(self, step: int, what: str, items: dict[str, Any]) -> Any:
-    """Restores `items` of an existing step; failures as CheckpointError."""
-    manager = self._open(create=False)
+    """Restores `items` of an existing step; failures as CheckpointError.
+
+    Each process reads alone: orbax's own restore ends in a barrier of all
+    processes, where a process whose read failed (and that goes on to retry
+    or to the step before) would leave the others waiting for ever. The
+    callers agree on the outcome afterwards (`restore_latest`).
+    """
+    reader = _process_local_reader()
     _drop_abandoned_read_noise()
     for attempt, delay in enumerate((*READ_RETRY_DELAYS, None)):
       try:
-        return manager.restore(step, args=ocp.args.Composite(**items))
+        return reader.restore(
+          self._workdir / str(step), args=ocp.args.Composite(**items)
+        )
       except Exception as e:  # orbax and tensorstore raise many types
         if delay is None:
           raise CheckpointError(
@@ -346,6 +354,24 @@ def restore_generator(
     restored = ckpt._read(step, what, {"state": state}).state
   params, stats = (restored[k] for k in _GENERATOR_KEYS)
   return {"params": params, "batch_stats": stats}, config, step
+
+
+def _process_local_reader() -> ocp.Checkpointer:
+  """An orbax checkpointer whose reads involve this process only (no
+  barriers with the others); arrays still come back with the global
+  shardings asked for, each process reading its own shards."""
+  here = jax.process_index()
+  options = ocp.options.MultiprocessingOptions(
+    primary_host=here,
+    active_processes={here},
+    barrier_sync_key_prefix=f"glcic_jax_read_p{here}",
+  )
+  return ocp.Checkpointer(
+    ocp.CompositeCheckpointHandler(
+      composite_options=ocp.CompositeOptions(multiprocessing_options=options)
+    ),
+    multiprocessing_options=options,
+  )
 
 
 def _drop_abandoned_read_noise() -> None:
