@@ -12,13 +12,15 @@ Global order. Training examples sit at global positions 0, 1, 2, ...; the
 global batch of step k is positions [k*B, (k+1)*B). Process p of P decodes
 only its contiguous slice [k*B + p*B/P, k*B + (p+1)*B/P). The random crop
 and hole of a position come from (config.seed, position) alone
-(counter-based Philox, see `randomness`), so the global batch is the same
-for any process count, and `start_step` starts a run at position start_step*B without decoding what
-came before. File sources map position -> image with a seeded permutation
-per epoch (`tf.random.experimental.index_shuffle`, a full shuffle computed
-per index). TFDS splits are streams: every process reads the same records in
-the same order, shuffled by a buffer seeded per epoch, and decodes only its
-slice; a resume reads (never decodes) at most one epoch of records. All of
+(counter-based Philox, see `randomness`), so for indexed sources the
+global batch is the same for any process count, and `start_step` starts a
+run at position start_step*B without decoding what came before. Indexed sources (files, random-access TFDS splits) map
+position -> image with a seeded permutation per epoch
+(`tf.random.experimental.index_shuffle`, a full shuffle computed per index).
+A TFDS stream (TFRecord) is read by each process for its share only,
+shuffled by a buffer seeded per epoch; there the image at a position
+depends on the process count (`tfds_source` says where that matters), and
+a resume reads (never decodes) at most one epoch of the share. All of
 this holds with config.data.deterministic (the default); without it tf.data
 may hand out examples in the order they finish decoding, faster but not
 reproducible.
@@ -94,7 +96,9 @@ class Pipeline:
       yield batch
 
 
-def _load_first_readable(ref, data, cache, *, train: bool) -> tf.data.Dataset:
+def _load_first_readable(
+  ref, data, cache, read, *, train: bool
+) -> tf.data.Dataset:
   """One element: the first of ref's candidates that decodes, cropped.
 
   Yields (kept fields, pixels, skipped, valid): skipped counts the
@@ -109,6 +113,8 @@ def _load_first_readable(ref, data, cache, *, train: bool) -> tf.data.Dataset:
     else:
       if "blobs" in ref:
         encoded = ref["blobs"][k]
+      elif read is not None:
+        encoded = read(ref["candidates"][k])
       else:
         encoded = tf.io.read_file(ref["names"][k])
       pixels = decoding.decode_and_crop(
@@ -136,7 +142,7 @@ def _load_first_readable(ref, data, cache, *, train: bool) -> tf.data.Dataset:
   return chosen.take(1).map(lambda *example: (kept, *example))
 
 
-def _batches(refs, slices, data, *, train: bool, cache=None):
+def _batches(refs, slices, data, *, train: bool, cache=None, read=None):
   """refs -> decoded, cropped, resized, holed, batched examples."""
   spec, local_size = slices.hole_spec, slices.local_size
   parallel = data.num_parallel_calls
@@ -162,7 +168,7 @@ def _batches(refs, slices, data, *, train: bool, cache=None):
   # Each inner dataset yields exactly one element, so a deterministic
   # interleave keeps the order of refs while decoding in parallel.
   ds = refs.interleave(
-    lambda ref: _load_first_readable(ref, data, cache, train=train),
+    lambda ref: _load_first_readable(ref, data, cache, read, train=train),
     cycle_length=parallel,
     num_parallel_calls=parallel,
   )
@@ -231,14 +237,9 @@ class _Slices:
       step * self.global_batch + self.process_index * self.local_batch + offset
     )
 
-  def is_local(self, position, _=None):
-    slot = position % self.global_batch
-    return slot // self.local_batch == self.process_index
 
-
-def _file_refs(local_ids, source, slices, key, tries, index_of):
-  """refs of file sources: candidates are the image and the next files."""
-  paths = source.paths.lookup
+def _indexed_refs(local_ids, source, slices, key, tries, index_of):
+  """refs of indexed sources: candidates are the image and the next ones."""
   n = source.num_examples
 
   def ref_of(j):
@@ -246,7 +247,7 @@ def _file_refs(local_ids, source, slices, key, tries, index_of):
     index = index_of(position)
     candidates = (tf.maximum(index, 0) + tf.range(tries, dtype=tf.int64)) % n
     return {
-      "names": paths(candidates),
+      "names": source.names(candidates),
       "candidates": candidates,
       "count": tf.where(index >= 0, np.int64(tries), 0),
       "words": randomness.example_words(key, position),
@@ -256,18 +257,15 @@ def _file_refs(local_ids, source, slices, key, tries, index_of):
   return local_ids.map(ref_of)
 
 
-def _tfds_refs(records, first, source, slices, key, tries):
-  """refs of a TFDS stream: each position with the next records after it.
-
-  Every process reads the whole stream and keeps its positions, so the
-  windows (the replacements) are the same for any process count.
-  """
+def _stream_refs(records, first, source, slices, key, tries):
+  """refs of this process's share of a TFDS stream: its j-th record (from
+  `first`) with the next ones after it, at its j-th global position."""
   windows = records.window(tries, shift=1, drop_remainder=True).flat_map(
     lambda idx, blob: tf.data.Dataset.zip((idx.batch(tries), blob.batch(tries)))
   )
-  windows = windows.enumerate(start=first).filter(slices.is_local)
 
-  def ref_of(position, window):
+  def ref_of(j, window):
+    position = slices.position(j)
     indices, blobs = window
     label = tf.strings.as_string(indices)
     return {
@@ -278,7 +276,7 @@ def _tfds_refs(records, first, source, slices, key, tries):
       "index": indices[0],
     }
 
-  return windows.map(ref_of)
+  return windows.enumerate(start=first).map(ref_of)
 
 
 def create_train_dataset(
@@ -300,13 +298,13 @@ def create_train_dataset(
   slices = _Slices(
     config, data, global_batch_size, process_index, process_count
   )
-  source = sources.open_source(data)
+  source = sources.open_source(data, process_index, process_count)
   key = randomness.philox_key(config.seed, randomness.TRAIN_STREAM)
   tries = data.max_consecutive_unreadable + 1
   n = source.num_examples
-  first = start_step * global_batch_size
+  first = start_step * slices.local_batch  # of this process's examples
 
-  if source.paths is not None:
+  if source.indexed:
 
     def index_of(position):
       if not data.shuffle:
@@ -314,9 +312,10 @@ def create_train_dataset(
       seed = tf.stack([tf.constant(config.seed, tf.int64), position // n])
       return tf.random.experimental.index_shuffle(position % n, seed, n - 1)
 
-    local_ids = tf.data.Dataset.counter(start_step * slices.local_batch)
-    refs = _file_refs(local_ids, source, slices, key, tries, index_of)
+    local_ids = tf.data.Dataset.counter(first)
+    refs = _indexed_refs(local_ids, source, slices, key, tries, index_of)
   else:
+    n = source.share_sizes[process_index]
 
     def epoch_records(epoch):
       if not data.shuffle:
@@ -326,10 +325,9 @@ def create_train_dataset(
 
     records = tf.data.Dataset.counter(first // n).flat_map(epoch_records)
     records = records.skip(first % n)  # reads records, decodes none
-    refs = _tfds_refs(records, first, source, slices, key, tries)
-  ds = _batches(
-    refs, slices, data, train=True, cache=_decoded_cache(source, data)
-  )
+    refs = _stream_refs(records, first, source, slices, key, tries)
+  cache = _decoded_cache(source, data)
+  ds = _batches(refs, slices, data, train=True, cache=cache, read=source.read)
   return Pipeline(ds, num_examples=n)
 
 
@@ -346,31 +344,36 @@ def create_eval_dataset(
   The crop and hole of image i come from (config.seed, i) alone, so two
   evaluations of a checkpoint see identical inputs. The last global batch
   is padded (valid = 0, index = -1), so every process yields the same
-  number of batches, ceil(num_examples / global_batch_size).
+  number of batches: ceil(num_examples / global_batch_size), or for a
+  TFDS stream ceil(largest share / local batch), each process evaluating
+  its share.
   """
   data = config.eval_data if data_config is None else data_config
   slices = _Slices(
     config, data, global_batch_size, process_index, process_count
   )
-  source = sources.open_source(data)
+  source = sources.open_source(data, process_index, process_count)
   key = randomness.philox_key(config.seed, randomness.EVAL_STREAM)
   n = source.num_examples
-  num_batches = -(-n // global_batch_size)
 
-  if source.paths is not None:
+  if source.indexed:
+    num_batches = -(-n // global_batch_size)
     local_ids = tf.data.Dataset.range(num_batches * slices.local_batch)
 
     def index_of(position):
       return tf.where(position < n, position, -1)  # -1: padding
 
-    refs = _file_refs(local_ids, source, slices, key, 1, index_of)
+    refs = _indexed_refs(local_ids, source, slices, key, 1, index_of)
   else:
-    padding = num_batches * global_batch_size - n
+    # Each process pads its share to the largest share's batches.
+    num_batches = -(-max(source.share_sizes) // slices.local_batch)
+    padding = (
+      num_batches * slices.local_batch - (source.share_sizes[process_index])
+    )
     blank = tf.data.Dataset.from_tensors((np.int64(-1), "")).repeat(padding)
-    refs = _tfds_refs(
+    refs = _stream_refs(
       source.records.concatenate(blank), 0, source, slices, key, 1
     )
-  ds = _batches(
-    refs, slices, data, train=False, cache=_decoded_cache(source, data)
-  )
+  cache = _decoded_cache(source, data)
+  ds = _batches(refs, slices, data, train=False, cache=cache, read=source.read)
   return Pipeline(ds, num_examples=n, num_batches=num_batches)

@@ -5,7 +5,8 @@ tests).
 `open_source(config.data)` lists them once, with a clear error naming the
 missing dataset, list file or folder, or an empty source. File sources are
 sorted paths (independent of the file system's listing order); TFDS splits
-are a stream of (index, encoded bytes), decoded later by the pipeline.
+are read by index or as this process's share of a stream (`tfds_source`),
+decoded later by the pipeline.
 """
 
 from __future__ import annotations
@@ -140,15 +141,42 @@ def parse_image_list(contents: bytes | tf.Tensor, data_root: str) -> PathTable:
 
 
 class Source:
-  """Encoded images: a list of files, or a TFDS split as (index, bytes)."""
+  """Encoded images, reachable in one of three ways (exactly one is set):
+  `paths` (a PathTable of files), `read` (int64 index -> encoded bytes, a
+  random-access TFDS split) or `records` (a stream of (index, bytes): this
+  process's share of a TFDS split, whose share sizes are `share_sizes`).
+  `num_examples` counts the whole source."""
 
-  def __init__(self, name, *, paths=None, records=None, num_examples=0):
+  def __init__(
+    self,
+    name,
+    *,
+    paths=None,
+    read=None,
+    records=None,
+    num_examples=0,
+    share_sizes=(),
+  ):
     self.name = name
     self.paths = paths
+    self.read = read
     self.records = records
+    self.share_sizes = tuple(share_sizes)
     self.num_examples = num_examples if paths is None else len(paths)
     if self.num_examples == 0:
       raise ValueError(f"The image source {name} is empty.")
+
+  @property
+  def indexed(self) -> bool:
+    """Whether image i can be read without reading the ones before it."""
+    return self.records is None
+
+  def names(self, indices: tf.Tensor) -> tf.Tensor:
+    """What errors and logs call the images at `indices`."""
+    if self.paths is not None:
+      return self.paths.lookup(indices)
+    label = tf.strings.as_string(indices)
+    return tf.strings.join([self.name, "[", label, "]"])
 
 
 def _skimage_paths(split: str) -> list[str]:
@@ -198,36 +226,20 @@ def _image_list_paths(list_file: str, data_root: str) -> PathTable:
   return parse_image_list(tf.io.read_file(list_file), data_root)
 
 
-def _tfds_records(data: ml_collections.ConfigDict) -> Source:
-  import tensorflow_datasets as tfds
+def open_source(
+  data: ml_collections.ConfigDict,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> Source:
+  """The images named by data.source, with clear errors for missing ones.
 
-  name = f"tfds:{data.tfds_name}/{data.tfds_split}"
-  try:
-    dataset = tfds.load(
-      data.tfds_name,
-      split=data.tfds_split,
-      data_dir=data.tfds_data_dir or None,
-      download=data.tfds_download,
-      shuffle_files=False,  # one order for every process and every run
-      decoders={data.tfds_image_key: tfds.decode.SkipDecoding()},
-    )
-  except (AssertionError, tfds.core.registered.DatasetNotFoundError) as e:
-    raise FileNotFoundError(
-      f"TFDS dataset {data.tfds_name!r} split {data.tfds_split!r} is not "
-      f"prepared in {data.tfds_data_dir or 'the default data_dir'} and "
-      f"config.data.tfds_download is {data.tfds_download}: {e}"
-    ) from e
-  records = dataset.map(lambda ex: ex[data.tfds_image_key]).enumerate()
-  count = int(records.cardinality())
-  if count < 0:  # unknown: count the records once (no decoding)
-    count = int(records.reduce(np.int64(0), lambda n, _: n + 1))
-  return Source(name, records=records, num_examples=count)
-
-
-def open_source(data: ml_collections.ConfigDict) -> Source:
-  """The images named by data.source, with clear errors for missing ones."""
+  File sources are the same on every process; a TFDS split that is not
+  random access is this process's share (`tfds_source`).
+  """
   if data.source == "tfds":
-    return _tfds_records(data)
+    from glcic_jax.data import tfds_source  # it builds on Source
+
+    return tfds_source.open_tfds(data, process_index, process_count)
   if data.source == "skimage":
     name, paths = (
       f"skimage.data ({data.skimage_split})",

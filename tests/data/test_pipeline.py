@@ -1,5 +1,6 @@
-"""The tf.data pipeline on real files, image lists, TFDS mock data and the
-scikit-image photos: batch contents, order, sharding, resume and bad input."""
+"""The tf.data pipeline on real files, image lists and the scikit-image
+photos: batch contents, order, sharding, resume and bad input (TFDS splits:
+test_tfds_source.py)."""
 
 import logging
 import os
@@ -7,7 +8,6 @@ import os
 import cv2
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 from PIL import Image
 
 from glcic_jax import config as config_lib
@@ -162,47 +162,6 @@ def test_image_list_in_mmagic_format_keeps_list_order(tmp_path):
   np.testing.assert_array_equal(second["index"], [3, -1, -1])
   np.testing.assert_array_equal(second["valid"], [0, 0, 0])
   assert pipeline.skipped_files() == 1
-
-
-def test_tfds_mock_train_and_eval():
-  config = tiny_config(source="tfds", tfds_name="places365_small")
-  config.eval_data.tfds_split = "validation"
-  with tfds.testing.mock_data(
-    num_examples=10, policy=tfds.testing.MockPolicy.USE_CODE
-  ):
-    train = input_pipeline.create_train_dataset(config, global_batch_size=4)
-    single = take(train, 5)  # 20 positions: over an epoch boundary
-    halves = [
-      take(
-        input_pipeline.create_train_dataset(
-          config, global_batch_size=4, process_index=p, process_count=2
-        ),
-        5,
-      )
-      for p in range(2)
-    ]
-    resumed = take(
-      input_pipeline.create_train_dataset(
-        config, global_batch_size=4, start_step=3
-      ),
-      2,
-    )
-    evaluation = input_pipeline.create_eval_dataset(config, global_batch_size=4)
-    batches = list(evaluation)
-  for step, batch in enumerate(single):
-    check_batch(batch, 64, 32, 4)
-    for key in batch:
-      np.testing.assert_array_equal(
-        batch[key], np.concatenate([halves[0][step][key], halves[1][step][key]])
-      )
-  for a, b in zip(resumed, single[3:]):  # resumes inside the second epoch
-    for key in a:
-      np.testing.assert_array_equal(a[key], b[key])
-  assert evaluation.num_batches == 3 == len(batches)
-  np.testing.assert_array_equal(batches[-1]["valid"], [1, 1, 0, 0])
-  np.testing.assert_array_equal(
-    np.concatenate([b["index"] for b in batches]), list(range(10)) + [-1, -1]
-  )
 
 
 def test_shuffle_is_a_new_permutation_each_epoch(tmp_path):
