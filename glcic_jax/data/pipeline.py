@@ -14,9 +14,10 @@ only its contiguous slice [k*B + p*B/P, k*B + (p+1)*B/P). The random crop
 and hole of a position come from (config.seed, position) alone
 (counter-based Philox, see `randomness`), so for indexed sources the
 global batch is the same for any process count, and `start_step` starts a
-run at position start_step*B without decoding what came before. Indexed sources (files, random-access TFDS splits) map
-position -> image with a seeded permutation per epoch
-(`tf.random.experimental.index_shuffle`, a full shuffle computed per index).
+run at position start_step*B without decoding what came before. Indexed
+sources (files, random-access TFDS splits) map position -> image with a
+seeded permutation per epoch (`tf.random.experimental.index_shuffle`, a
+full shuffle computed per index).
 A TFDS stream (TFRecord) is read by each process for its share only,
 shuffled by a buffer seeded per epoch; there the image at a position
 depends on the process count (`tfds_source` says where that matters), and
@@ -267,9 +268,8 @@ def _stream_refs(records, first, source, slices, key, tries):
   def ref_of(j, window):
     position = slices.position(j)
     indices, blobs = window
-    label = tf.strings.as_string(indices)
     return {
-      "names": tf.strings.join([source.name, "[", label, "]"]),
+      "names": source.names(indices),
       "blobs": blobs,
       "count": tf.where(indices[0] >= 0, np.int64(tries), 0),
       "words": randomness.example_words(key, position),
@@ -367,9 +367,8 @@ def create_eval_dataset(
   else:
     # Each process pads its share to the largest share's batches.
     num_batches = -(-max(source.share_sizes) // slices.local_batch)
-    padding = (
-      num_batches * slices.local_batch - (source.share_sizes[process_index])
-    )
+    own = source.share_sizes[process_index]
+    padding = num_batches * slices.local_batch - own
     blank = tf.data.Dataset.from_tensors((np.int64(-1), "")).repeat(padding)
     refs = _stream_refs(
       source.records.concatenate(blank), 0, source, slices, key, 1

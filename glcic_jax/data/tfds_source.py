@@ -83,16 +83,16 @@ def open_tfds(
 
   shares = tfds.even_splits(data.tfds_split, n=process_count)
   sizes = [builder.info.splits[s].num_examples for s in shares]
-  mine = builder.as_dataset(
-    split=shares[process_index],
-    shuffle_files=False,  # one order for every run
-    decoders=skip,
-  )
   if min(sizes) < 1:
     raise ValueError(
       f"{name} has {total} examples, fewer than the {process_count} "
       "processes that would each read a share of it."
     )
+  mine = builder.as_dataset(
+    split=shares[process_index],
+    shuffle_files=False,  # one order for every run
+    decoders=skip,
+  )
   first = sum(sizes[:process_index])
   records = mine.map(lambda ex: ex[key]).enumerate(start=first)
   return sources.Source(
