@@ -1,7 +1,8 @@
 """The package's layout rules, read from its source: TensorFlow only under
 glcic_jax/data/, absl flags only under glcic_jax/commands/, the CPU forms
 imported by the layer factory alone, torch only by the PyTorch-facing
-module, and no module over 400 lines."""
+module, orbax only under glcic_jax/checkpointing/, and no module over 400
+lines."""
 
 from __future__ import annotations
 
@@ -60,6 +61,13 @@ def test_cpu_forms_only_through_the_layer_factory():
     _rel(p) for p in (PACKAGE / "cpu").glob("*.py")
   }
   assert users == {"glcic_jax/layers.py"}, users
+
+
+def test_orbax_only_under_checkpointing():
+  users = _importers(("orbax",))
+  assert users and all(
+    u.startswith("glcic_jax/checkpointing/") for u in users
+  ), users
 
 
 def test_torch_only_where_pytorch_files_are_read():

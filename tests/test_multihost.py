@@ -38,7 +38,7 @@ jax.distributed.initialize(F.coordinator_address, F.num_processes, F.process_id)
 from glcic_jax import checkpointing, sharding, train_state
 from tests.test_checkpointing import tiny_config
 
-checkpointing.READ_RETRY_DELAYS = (0.2, 0.2)
+checkpointing.reads.READ_RETRY_DELAYS = (0.2, 0.2)
 real_restore = ocp.Checkpointer.restore
 failed_once = []
 

@@ -1,7 +1,6 @@
-"""Checkpoints of a glcic-jax workdir: orbax behind one small module.
+"""Saving and restoring a workdir's `GANState`s with orbax.
 
-Every command that reads or writes a workdir goes through here, so the
-on-disk format is decided in one place. Each step directory is an orbax
+Each step directory is an orbax
 Composite of three items: `state` (the `GANState` pytree; the static
 optimisers are rebuilt from the config), `config` (`config.to_dict()` as
 JSON, so eval/inpaint/export rebuild the networks from the workdir alone)
@@ -11,8 +10,7 @@ Resuming must survive a checkpoint that a crash or a full disk left broken:
 `Checkpointer.restore_latest` falls back to older steps and moves the broken
 ones aside (renamed, never deleted) so that orbax's step listing and later
 saves of the same step numbers work again. A failed read is retried first
-(`READ_RETRY_DELAYS`): on cloud storage most failures are transient. With
-several processes, process 0's step listing is the one all follow, and a
+(`reads`). With several processes, process 0's step listing is the one all follow, and a
 step counts as restored only when every process restored it, so all resume
 from the same step or all fail with the same error.
 """
@@ -22,9 +20,6 @@ from __future__ import annotations
 import datetime
 import itertools
 import os
-import sys
-import time
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,17 +31,17 @@ from etils import epath
 from orbax.checkpoint._src.metadata import array_metadata_store
 from orbax.checkpoint._src.serialization import type_handler_registry
 
-from glcic_jax import checkpoint_meta, multihost, train_state
 from glcic_jax import config as config_lib
+from glcic_jax import train_state
+from glcic_jax.checkpointing import agreement, reads
+from glcic_jax.checkpointing import meta as checkpoint_meta
+from glcic_jax.checkpointing.reads import CheckpointError
 
 FORMAT_VERSION = checkpoint_meta.FORMAT_VERSION
 # Suffix of a step directory that failed to restore and was moved aside. The
 # name no longer parses as a step, so orbax neither lists nor prunes it.
 CORRUPT_SUFFIX = ".corrupt-"
 
-# Seconds before each new attempt at a failed read: a transient error of a
-# remote filesystem clears; a corrupt file fails every attempt.
-READ_RETRY_DELAYS = (1.0, 3.0)
 
 _GENERATOR_KEYS = ("g_params", "g_batch_stats")
 _BARRIERS = itertools.count()
@@ -68,10 +63,6 @@ type_handler_registry.GLOBAL_TYPE_HANDLER_REGISTRY.add(
   override=True,
   ignore_warnings=True,  # replacing orbax's own handler is the point
 )
-
-
-class CheckpointError(RuntimeError):
-  """A checkpoint exists but could not be read (corrupt, truncated, ...)."""
 
 
 class Checkpointer:
@@ -203,7 +194,7 @@ class Checkpointer:
     so that training can save those steps again. If none restores, nothing
     is moved and a `CheckpointError` names the workdir and the errors.
     """
-    steps = multihost.process0_steps(self.all_steps())
+    steps = agreement.process0_steps(self.all_steps())
     if not steps:
       return None
     failures: list[tuple[int, Exception]] = []
@@ -212,7 +203,7 @@ class Checkpointer:
         result, error = self.restore(abstract_state, step), None
       except (CheckpointError, FileNotFoundError) as e:
         result, error = None, e
-      if not multihost.everywhere(error is None):
+      if not agreement.everywhere(error is None):
         if error is None:
           error = CheckpointError(
             f"step {step} restored here but not on another process"
@@ -222,7 +213,7 @@ class Checkpointer:
           "Error: %s",
           step,
           self._workdir,
-          _short(error),
+          reads.short_error(error),
         )
         failures.append((step, error))
         continue
@@ -230,7 +221,9 @@ class Checkpointer:
         self._move_aside([s for s, _ in failures])
       logging.info("Restored checkpoint step %d from %s.", step, self._workdir)
       return result
-    details = "; ".join(f"step {s}: {_short(e)}" for s, e in failures)
+    details = "; ".join(
+      f"step {s}: {reads.short_error(e)}" for s, e in failures
+    )
     raise CheckpointError(
       f"None of the checkpoints {steps} in {self._workdir} could be "
       f"restored (if the config changed since they were written, restore "
@@ -259,28 +252,7 @@ class Checkpointer:
     or to the step before) would leave the others waiting for ever. The
     callers agree on the outcome afterwards (`restore_latest`).
     """
-    reader = _process_local_reader()
-    _drop_abandoned_read_noise()
-    for attempt, delay in enumerate((*READ_RETRY_DELAYS, None)):
-      try:
-        return reader.restore(
-          self._workdir / str(step), args=ocp.args.Composite(**items)
-        )
-      except Exception as e:  # orbax and tensorstore raise many types
-        if delay is None:
-          raise CheckpointError(
-            f"{what} step {step} in {self._workdir} could not be restored "
-            f"({attempt + 1} attempts): {_short(e)}"
-          ) from e
-        logging.warning(
-          "Reading %s step %d in %s failed (%s); retrying in %.0f s.",
-          what.lower(),
-          step,
-          self._workdir,
-          _short(e),
-          delay,
-        )
-        time.sleep(delay)
+    return reads.read_step(self._workdir, step, what, items)
 
   def _move_aside(self, steps: list[int]) -> None:
     """Renames broken step directories so orbax no longer lists them."""
@@ -354,60 +326,3 @@ def restore_generator(
     restored = ckpt._read(step, what, {"state": state}).state
   params, stats = (restored[k] for k in _GENERATOR_KEYS)
   return {"params": params, "batch_stats": stats}, config, step
-
-
-def _process_local_reader() -> ocp.Checkpointer:
-  """An orbax checkpointer whose reads involve this process only (no
-  barriers with the others); arrays still come back with the global
-  shardings asked for, each process reading its own shards."""
-  here = jax.process_index()
-  options = ocp.options.MultiprocessingOptions(
-    primary_host=here,
-    active_processes={here},
-    barrier_sync_key_prefix=f"glcic_jax_read_p{here}",
-  )
-  return ocp.Checkpointer(
-    ocp.CompositeCheckpointHandler(
-      composite_options=ocp.CompositeOptions(multiprocessing_options=options)
-    ),
-    multiprocessing_options=options,
-  )
-
-
-def _drop_abandoned_read_noise() -> None:
-  """Drops the noise orbax's abandoned reads make after a failed restore.
-
-  When one array fails to read, orbax raises and closes its event loop while
-  tensorstore completes the other reads; each then reports "Event loop is
-  closed" to `sys.unraisablehook` (unstarted reads warn): hundreds of
-  tracebacks that would bury the one warning that matters."""
-  warnings.filterwarnings(
-    "ignore",
-    message=r"coroutine '_read_array_index_and_device_put' was never awaited",
-    category=RuntimeWarning,
-  )
-  previous = sys.unraisablehook
-  if getattr(previous, "drops_orbax_reads", False):
-    return
-
-  def hook(unraisable: Any) -> None:
-    code = getattr(unraisable.object, "cr_code", None)
-    if str(unraisable.exc_value) != "Event loop is closed" and (
-      code is None or "orbax" not in code.co_filename
-    ):
-      previous(unraisable)
-
-  hook.drops_orbax_reads = True
-  sys.unraisablehook = hook
-
-
-def _short(e: BaseException, limit: int = 300) -> str:
-  """The root cause's first line, capped: orbax wraps tensorstore's precise
-  error in one whose message is a whole tensorstore spec."""
-  while e.__cause__ is not None:
-    e = e.__cause__
-  lines = str(e).strip().splitlines()
-  text = lines[0] if lines else ""
-  if len(text) > limit:
-    text = text[:limit] + "..."
-  return f"{type(e).__name__}: {text}"
