@@ -9,6 +9,7 @@ baseline. `compiled_steps.py` fingerprints the compiled steps.
 
 `benchmark_input.py --list_paths` times image-list start-up.
 `gpu_benchmarks.sh` runs shrunk on the CPU with TensorFlow and clu blocked.
+(`conv_form_fidelity.py` runs in tests/cpu/test_conv.py.)
 
 All but the last are marked slow (a minute each on a 2-core CPU, mostly
 compiling): `scripts/run_slow_tests.sh` runs them, outside the CI suite."""
