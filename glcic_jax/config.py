@@ -75,6 +75,10 @@ def get_eval_data_config() -> ml_collections.ConfigDict:
   # examples from memory (at most this many MiB of pixels, else an error).
   # For small sources, where decoding would cost more CPU than the step.
   d.decoded_cache_mib = 0
+  # Files whose header declares more pixels are skipped and counted like
+  # unreadable ones, before decoding: a 400 KB PNG can declare 20000x20000
+  # and take GiBs per decoding thread. Pillow's limit; 0 = none.
+  d.max_image_pixels = 89_478_485
   d.num_parallel_calls = -1  # -1 = tf.data.AUTOTUNE
   d.prefetch = 2
   return d
@@ -158,34 +162,123 @@ def from_saved(saved: dict[str, Any]) -> ml_collections.ConfigDict:
         saved.get(section, {}).pop(k, None)
   for k in _TRAIN_ONLY_DATA_FIELDS:
     saved.get("eval_data", {}).pop(k, None)
-  # Top-level settings added later (device_prefetch, profile_steps) take
-  # their defaults.
+  # Settings added later (device_prefetch, data.max_image_pixels, ...)
+  # take their defaults.
   for k, v in get_base_config().items():
-    if not isinstance(v, ml_collections.ConfigDict):
+    if isinstance(v, ml_collections.ConfigDict):
+      section = saved.setdefault(k, {})
+      for field, default in v.items():
+        if k != "eval_data" or field not in _TRAIN_ONLY_DATA_FIELDS:
+          section.setdefault(field, default)
+    else:
       saved.setdefault(k, v)
       if isinstance(v, tuple):  # JSON keeps tuples as lists
         saved[k] = tuple(saved[k])
   return ml_collections.ConfigDict(saved)
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-  """Fails early, naming the field, on settings that cannot work."""
+# Lower bounds of the integer (and a few float) fields, by dotted name; -1
+# where that value means "automatic" or "all" is allowed separately.
+_AT_LEAST = {
+  "seed": 0,
+  "per_device_batch_size": 1,
+  "reference_global_batch_size": 0,
+  "total_steps": 1,
+  "checkpoint_every": 1,
+  "keep_checkpoints": 1,
+  "log_every": 1,
+  "image_every": 0,
+  "eval_every": 0,
+  "device_prefetch": 1,
+  "schedule.iter_tc": -1,
+  "schedule.iter_td": -1,
+  "schedule.start_iter": 0,
+  "schedule.disc_step": 1,
+  "model.generator_channels": 1,
+  "model.disc_base_channels": 1,
+  "model.disc_max_channels": 1,
+  "model.disc_fc_features": 1,
+  "holes.max_bbox_shape": 1,
+  "holes.max_bbox_delta": 0,
+  "holes.min_margin": 0,
+  "loss.l1_hole_weight": 0,
+  "loss.gan_weight": 0,
+  "optimizer.b1": 0,
+  "optimizer.b2": 0,
+}
+_POSITIVE = ("optimizer.learning_rate", "optimizer.eps")
+_DATA_AT_LEAST = {
+  "crop_size": 1,
+  "decoded_cache_mib": 0,
+  "max_image_pixels": 0,
+  "prefetch": -1,
+  "shuffle_buffer": 1,
+  "max_consecutive_unreadable": 0,
+}
+# The field a file source cannot do without.
+_SOURCE_FIELDS = {
+  "folder": "data_root",
+  "image_list": "image_list",
+  "tfds": "tfds_name",
+}
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  for part in dotted.split("."):
+    config = config[part]
+  return config
+
+
+def _data_problems(data: ml_collections.ConfigDict, section: str) -> list:
   problems = []
-  if config.image_size % 4:
-    problems.append(f"image_size={config.image_size} must be divisible by 4")
+  for name, low in _DATA_AT_LEAST.items():
+    if name in data and data[name] < low:
+      problems.append(f"{section}.{name}={data[name]} must be >= {low}")
+  if data.num_parallel_calls == 0 or data.num_parallel_calls < -1:
+    problems.append(
+      f"{section}.num_parallel_calls={data.num_parallel_calls} must be -1 "
+      "(automatic) or >= 1"
+    )
+  sources = ("tfds", "image_list", "folder", "skimage")
+  if section == "data":
+    sources += ("synthetic",)
+  if data.source not in sources:
+    problems.append(
+      f"{section}.source={data.source!r} must be one of {list(sources)}"
+    )
+  needed = _SOURCE_FIELDS.get(data.source)
+  if needed and not data[needed]:
+    problems.append(
+      f"{section}.{needed} is empty: source {data.source!r} needs it"
+    )
+  return problems
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Fails early, naming every field whose value cannot work, before a
+  workdir is created or anything compiled."""
+  problems = []
+  if config.image_size < 4 or config.image_size % 4:
+    problems.append(
+      f"image_size={config.image_size} must be a positive multiple of 4"
+    )
   if not 0 < config.local_size <= config.image_size:
     problems.append(
       f"local_size={config.local_size} must be in (0, image_size]"
     )
-  for name in (
-    "per_device_batch_size",
-    "total_steps",
-    "checkpoint_every",
-    "log_every",
-    "device_prefetch",
-  ):
-    if getattr(config, name) <= 0:
-      problems.append(f"{name}={getattr(config, name)} must be > 0")
+  for name, low in _AT_LEAST.items():
+    if _get(config, name) < low:
+      problems.append(f"{name}={_get(config, name)} must be >= {low}")
+  for name in _POSITIVE:
+    if not _get(config, name) > 0:
+      problems.append(f"{name}={_get(config, name)} must be > 0")
+  for name in ("optimizer.b1", "optimizer.b2"):
+    if not _get(config, name) < 1:
+      problems.append(f"{name}={_get(config, name)} must be < 1")
+  if config.eval_num_batches == 0 or config.eval_num_batches < -1:
+    problems.append(
+      f"eval_num_batches={config.eval_num_batches} must be -1 (all) or >= 1"
+    )
   if config.compute_dtype not in COMPUTE_DTYPES:
     problems.append(
       f"compute_dtype={config.compute_dtype!r} must be one of "
@@ -196,8 +289,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     problems.append(
       f"profile_steps={profile} must be (first step, count), both >= 0"
     )
-  if config.schedule.disc_step < 1:
-    problems.append(f"schedule.disc_step={config.schedule.disc_step} < 1")
   m = config.model
   for name, convs in (
     ("global_num_convs", m.global_num_convs),
@@ -209,5 +300,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         f"model.{name}={convs}: the input side {size} must be divisible by"
         f" 2**{convs}"
       )
+  problems += _data_problems(config.data, "data")
+  problems += _data_problems(config.eval_data, "eval_data")
   if problems:
-    raise ValueError("invalid config:\n  " + "\n  ".join(problems))
+    raise ValueError("invalid config: " + "; ".join(problems))

@@ -32,7 +32,9 @@ from glcic_jax import (
   step_metrics,
   summaries,
   throughput,
+  train_log,
   train_state,
+  workdir_lock,
 )
 from glcic_jax import config as config_lib
 from glcic_jax import train_steps as ts
@@ -96,34 +98,6 @@ class _Preemption:
       signal.signal(sig, handler)
 
 
-def _log_start(config, mesh, state, global_batch: int, start: int) -> None:
-  logging.info(
-    "Global batch %d = %d per device x %d devices (%d processes); "
-    "starting at step %d of %d.",
-    global_batch,
-    config.per_device_batch_size,
-    mesh.devices.size,
-    jax.process_count(),
-    start,
-    config.total_steps,
-  )
-  ref = config.get("reference_global_batch_size", 0)
-  if ref and ref != global_batch:
-    logging.warning(
-      "Config %s reproduces mmagic's results with a global batch of %d; "
-      "this run uses %d. Results will differ from the reference.",
-      config.name,
-      ref,
-      global_batch,
-    )
-  logging.info(
-    "Config %s: generator %s parameters, discriminators %s.",
-    config.name,
-    f"{train_state.parameter_count(state.g_params):,}",
-    f"{train_state.parameter_count(state.d_params):,}",
-  )
-
-
 def _check_resumable(meta, global_batch: int, mesh, workdir) -> None:
   """Resuming on another topology (elastic) keeps the input position only
   with the global batch the checkpoint was trained with: refuse otherwise,
@@ -145,7 +119,7 @@ def _check_resumable(meta, global_batch: int, mesh, workdir) -> None:
   )
 
 
-def _open_feed(config, mesh, global_batch: int, start: int):
+def _open_feed(config, mesh, global_batch: int, start: int, source=None):
   """This process's batches from `start` on, fed to the devices ahead of
   the steps. TensorFlow is imported only for the sources that need it."""
   if config.data.source == "synthetic":
@@ -164,6 +138,7 @@ def _open_feed(config, mesh, global_batch: int, start: int):
       process_index=jax.process_index(),
       process_count=jax.process_count(),
       start_step=start,
+      source=source,
     )
     skipped = local.skipped_files
   return input_feed.DeviceFeed(
@@ -189,6 +164,33 @@ def train_and_evaluate(
   mesh = sharding.create_mesh()
   global_batch = config.per_device_batch_size * mesh.devices.size
   sharding.check_batch_size(global_batch, mesh)
+  # Every configured source is opened (and so checked) before the workdir
+  # is created or locked, and long before the first evaluation needs it.
+  train_source = _open_sources(config)
+  with workdir_lock.WorkdirLock(workdir, "glcic-train"):
+    return _train(config, workdir, mesh, global_batch, train_source)
+
+
+def _open_sources(config):
+  """The training source (None for the synthetic one), after checking that
+  the evaluation source opens too when the run evaluates."""
+  if config.data.source == "synthetic" and config.eval_every <= 0:
+    return None
+  from glcic_jax.data import sources
+
+  where = dict(
+    process_index=jax.process_index(), process_count=jax.process_count()
+  )
+  train_source = None
+  if config.data.source != "synthetic":
+    train_source = sources.open_source(config.data, **where, section="data")
+  if config.eval_every > 0:
+    sources.open_source(config.eval_data, **where, section="eval_data")
+  return train_source
+
+
+def _train(config, workdir, mesh, global_batch: int, train_source):
+  """The run itself, with the workdir locked."""
   writer = summaries.tensorboard_writer(workdir)
   ckpt = checkpointing.Checkpointer(
     workdir, save_every=config.checkpoint_every, keep=config.keep_checkpoints
@@ -201,9 +203,19 @@ def train_and_evaluate(
     state, meta = restored
     _check_resumable(meta, global_batch, mesh, workdir)
   start = saved = int(state.step)
-  _log_start(config, mesh, state, global_batch, start)
+  if start >= config.total_steps:
+    logging.warning(
+      "Nothing to train: %s holds step %d and config.total_steps is %d; "
+      "raise --config.total_steps to train on.",
+      workdir,
+      start,
+      config.total_steps,
+    )
+    ckpt.close()
+    return state
+  train_log.log_start(config, mesh, state, global_batch, start)
 
-  feed = _open_feed(config, mesh, global_batch, start)
+  feed = _open_feed(config, mesh, global_batch, start, train_source)
   steps = {
     phase: sharding.jit_step(
       batches.on_shipped(fn, f"{phase}_step"), mesh, state
@@ -252,7 +264,7 @@ def train_and_evaluate(
         scalars["skipped_files"] = feed.skipped_files()
         scalars["phase"] = ts.PHASES.index(phase)
         writer.write_scalars(done, scalars)
-        _log_interval(done, config.total_steps, scalars)
+        train_log.log_interval(done, config.total_steps, scalars)
         interval = step_metrics.Interval()
 
       if config.image_every > 0 and done % config.image_every == 0:
@@ -266,10 +278,21 @@ def train_and_evaluate(
         or done == config.total_steps
       ):
         save(done)
-      # After the save: a failing evaluation costs no training.
+      # After the save, and not fatal: a failing evaluation costs no
+      # training; it is tried again at the next interval.
       if config.eval_every > 0 and done % config.eval_every == 0:
         interval.drain()
-        _evaluate(generator, state, config, mesh, workdir, writer, done)
+        try:
+          _evaluate(generator, state, config, mesh, workdir, writer, done)
+        except Exception as e:  # noqa: BLE001  reported, training goes on
+          logging.error(
+            "Evaluation at step %d failed; training goes on and evaluates "
+            "again at step %d. %s: %s",
+            done,
+            done + config.eval_every,
+            type(e).__name__,
+            e,
+          )
       if preemption.stopping():
         break
     trace.stop(state)
@@ -315,36 +338,4 @@ def _evaluate(generator, state, config, mesh, workdir, writer, step) -> None:
     result.ssim,
     path,
     grid,
-  )
-
-
-def minutes_and_seconds(seconds: float) -> str:
-  """`4m05s`: the log's ETA and a command's run time."""
-  minutes, rest = divmod(int(seconds), 60)
-  return f"{minutes}m{rest:02d}s"
-
-
-def _log_interval(done: int, total: int, scalars: dict[str, float]) -> None:
-  """One line per log interval: the step, each phase's mean losses, speed."""
-  phases: dict[str, list[str]] = {}
-  for key, value in sorted(scalars.items()):
-    if "/" in key:
-      phase, name = key.split("/", 1)
-      phases.setdefault(phase, []).append(f"{name} {value:.4g}")
-  losses = "; ".join(f"{p}: {', '.join(v)}" for p, v in phases.items())
-  rate = scalars["steps_per_second"]
-  eta = (total - done) / rate if rate > 0 else 0
-  peak = f", {scalars['mfu']:.1%} of peak" if "mfu" in scalars else ""
-  logging.info(
-    "step %d/%d %s | %.1f images/s (%.1f/device, %.3g TFLOP/s/device%s) | "
-    "%d skipped files | ETA %s",
-    done,
-    total,
-    losses,
-    scalars["images_per_second"],
-    scalars["images_per_second_per_device"],
-    scalars["tflops_per_device"],
-    peak,
-    scalars["skipped_files"],
-    minutes_and_seconds(eta),
   )

@@ -7,6 +7,7 @@ which would make a round trip that drops them look correct).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -179,6 +180,18 @@ def _delete_array_file(step_dir):
     f.unlink()
 
 
+def _overwrite_bytes(step_dir):
+  """A few bytes changed in the middle of every array file, as a bad disk
+  or a broken copy leaves them: tensorstore reads them without an error."""
+  for f in (step_dir / "state" / "ocdbt.process_0" / "d").iterdir():
+    data = bytearray(f.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4] = bytes(
+      b ^ 0x5A for b in data[middle : middle + 4]
+    )
+    f.write_bytes(bytes(data))
+
+
 def _half_written(step_dir):
   for f in (step_dir / "state").iterdir():
     if f.is_file():
@@ -186,7 +199,8 @@ def _half_written(step_dir):
 
 
 @pytest.mark.parametrize(
-  "corrupt", [_truncate_array_file, _delete_array_file, _half_written]
+  "corrupt",
+  [_truncate_array_file, _delete_array_file, _half_written, _overwrite_bytes],
 )
 def test_corrupt_latest_falls_back_and_training_goes_on(
   tmp_path, abstract, config, caplog, corrupt
@@ -292,3 +306,42 @@ def test_relative_workdir_saves_and_restores(tmp_path, monkeypatch, config):
     assert ckpt.save(state, config, force=True)
   assert checkpointing.existing_steps("runs/x") == [0]
   assert (tmp_path / "runs" / "x" / "0").is_dir()
+
+
+def test_overwritten_bytes_are_caught_by_the_checksums(
+  tmp_path, abstract, config
+):
+  save_steps(tmp_path, abstract, config, [1])
+  _overwrite_bytes(tmp_path / "1")
+  with make(tmp_path) as ckpt:
+    with pytest.raises(
+      checkpointing.CheckpointError, match="step 1 .* damaged: .*checksum"
+    ):
+      ckpt.restore(abstract, 1)
+
+
+def test_the_generator_alone_is_verified_too(tmp_path, abstract, config):
+  """glcic-eval, -inpaint and -export read only the generator: its arrays
+  are checked against the checksums recorded for them."""
+  save_steps(tmp_path, abstract, config, [1])
+  meta_file = tmp_path / "1" / "meta" / "metadata"
+  meta = json.loads(meta_file.read_text())
+  name = "g_params/encoder/enc1/conv/kernel"
+  meta["checksums"][name] = "0" * 16
+  meta_file.write_text(json.dumps(meta))
+  with pytest.raises(checkpointing.CheckpointError, match=re.escape(name)):
+    checkpointing.restore_generator(tmp_path)
+
+
+def test_a_non_finite_state_is_refused_at_restore(tmp_path, abstract, config):
+  good = random_state(abstract, 1, seed=1)
+  params = jax.tree.map(np.array, good.g_params)  # writable copies
+  jax.tree.leaves(params)[0].flat[0] = np.nan
+  bad = random_state(abstract, 2, seed=2).replace(g_params=params)
+  with make(tmp_path) as ckpt:
+    assert ckpt.save(good, config) and ckpt.save(bad, config)
+  with make(tmp_path) as ckpt:
+    with pytest.raises(checkpointing.CheckpointError, match="NaN or inf"):
+      ckpt.restore(abstract, 2)
+    state, _ = ckpt.restore_latest(abstract)
+  assert int(state.step) == 1

@@ -4,8 +4,11 @@ differs from mmagic's base, and workdirs saved in the older layout."""
 
 from __future__ import annotations
 
+import re
+
 import ml_collections
 import numpy as np
+import pytest
 from flax import traverse_util
 
 from glcic_jax import checkpointing, evaluate
@@ -91,3 +94,45 @@ class _Recorded:
 
   def to_dict(self) -> dict:
     return self._dict
+
+
+@pytest.mark.parametrize(
+  ("field", "value", "message"),
+  [
+    ("log_every", 0, "log_every=0 must be >= 1"),
+    ("keep_checkpoints", 0, "keep_checkpoints=0 must be >= 1"),
+    ("eval_every", -1, "eval_every=-1 must be >= 0"),
+    ("eval_num_batches", 0, "eval_num_batches=0 must be -1 (all) or >= 1"),
+    ("optimizer.learning_rate", 0.0, "optimizer.learning_rate=0.0 must be > 0"),
+    ("optimizer.b2", 1.0, "optimizer.b2=1.0 must be < 1"),
+    ("holes.max_bbox_shape", 0, "holes.max_bbox_shape=0 must be >= 1"),
+    ("data.crop_size", 0, "data.crop_size=0 must be >= 1"),
+    ("eval_data.max_image_pixels", -5, "eval_data.max_image_pixels=-5"),
+    ("data.num_parallel_calls", 0, "data.num_parallel_calls=0 must be -1"),
+    ("eval_data.source", "synthetic", "eval_data.source='synthetic'"),
+    ("data.source", "folder", "data.data_root is empty: source 'folder'"),
+    ("eval_data.source", "image_list", "eval_data.image_list is empty"),
+  ],
+)
+def test_every_bad_field_is_named_before_any_work(field, value, message):
+  config = config_lib.get_base_config()
+  section, _, name = field.rpartition(".")
+  (config[section] if section else config)[name] = value
+  with pytest.raises(ValueError, match=re.escape(message)):
+    config_lib.check_config(config)
+
+
+def test_all_problems_are_listed_at_once():
+  config = config_lib.get_base_config()
+  config.log_every = 0
+  config.data.crop_size = 0
+  with pytest.raises(ValueError, match="log_every=0.*; data.crop_size=0"):
+    config_lib.check_config(config)
+
+
+def test_saved_configs_get_the_sections_new_fields():
+  saved = config_lib.get_base_config().to_dict()
+  del saved["data"]["max_image_pixels"], saved["eval_data"]["max_image_pixels"]
+  config = config_lib.from_saved(saved)
+  assert config.data.max_image_pixels == config.eval_data.max_image_pixels > 0
+  assert "shuffle" not in config.eval_data

@@ -3,8 +3,7 @@
 Every command that reads or writes a workdir goes through here, so the
 on-disk format is decided in one place: `checkpointer` (saving, restoring,
 falling back past broken steps), `reads` (one step read on one process,
-retried), `agreement` (what the processes of a multi-host run agree on) and
-`meta` (what every step records).
+retried) and `meta` (what every step records).
 """
 
 from glcic_jax.checkpointing.checkpointer import (

@@ -32,8 +32,8 @@ from orbax.checkpoint._src.metadata import array_metadata_store
 from orbax.checkpoint._src.serialization import type_handler_registry
 
 from glcic_jax import config as config_lib
-from glcic_jax import train_state
-from glcic_jax.checkpointing import agreement, reads
+from glcic_jax import multihost, train_state
+from glcic_jax.checkpointing import integrity, reads
 from glcic_jax.checkpointing import meta as checkpoint_meta
 from glcic_jax.checkpointing.reads import CheckpointError
 
@@ -46,6 +46,7 @@ CORRUPT_SUFFIX = ".corrupt-"
 _GENERATOR_KEYS = ("g_params", "g_batch_stats")
 _BARRIERS = itertools.count()
 _CONFIG_ITEM = {"config": ocp.args.JsonRestore()}
+_META_ITEM = ocp.args.JsonRestore()
 
 # Every array of the state is replicated over the mesh. orbax's default
 # "replica-parallel" save copies slices from several replicas through one
@@ -147,6 +148,7 @@ class Checkpointer:
     meta_dict = checkpoint_meta.json_ready(
       checkpoint_meta.full_meta(step, meta), "meta"
     )
+    meta_dict["checksums"] = integrity.checksums(state)
     saved = manager.save(
       step,
       args=ocp.args.Composite(
@@ -170,7 +172,8 @@ class Checkpointer:
 
     Raises:
       FileNotFoundError: no such step (the message lists those there are).
-      CheckpointError: the step exists but could not be read.
+      CheckpointError: the step exists but could not be read, or what was
+        read differs from its checksums or holds NaN or inf.
       ValueError: the checkpoint was written in a newer format.
     """
     step = self._existing_step(step)
@@ -181,7 +184,19 @@ class Checkpointer:
     restored = self._read(step, "Checkpoint", args)
     meta = dict(restored.meta)
     checkpoint_meta.check_format(meta, step, self._workdir)
+    self._verify(step, restored.state, meta)
     return restored.state, meta
+
+  def _verify(self, step: int, tree: Any, meta: Mapping[str, Any]) -> None:
+    """CheckpointError if `tree` differs from the checksums in `meta` or
+    holds NaN or inf."""
+    found = integrity.problems(tree, meta.get("checksums"))
+    if found:
+      more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+      raise CheckpointError(
+        f"Checkpoint step {step} in {self._workdir} is damaged: "
+        f"{found[0]}{more}."
+      )
 
   def restore_latest(
     self, abstract_state: train_state.GANState
@@ -194,7 +209,7 @@ class Checkpointer:
     so that training can save those steps again. If none restores, nothing
     is moved and a `CheckpointError` names the workdir and the errors.
     """
-    steps = agreement.process0_steps(self.all_steps())
+    steps = multihost.process0_steps(self.all_steps())
     if not steps:
       return None
     failures: list[tuple[int, Exception]] = []
@@ -203,7 +218,7 @@ class Checkpointer:
         result, error = self.restore(abstract_state, step), None
       except (CheckpointError, FileNotFoundError) as e:
         result, error = None, e
-      if not agreement.everywhere(error is None):
+      if not multihost.everywhere(error is None):
         if error is None:
           error = CheckpointError(
             f"step {step} restored here but not on another process"
@@ -315,7 +330,8 @@ def restore_generator(
   with Checkpointer(workdir, save_every=1, keep=1) as ckpt:
     step = ckpt._existing_step(step)
     what = "The generator of checkpoint"
-    config = config_lib.from_saved(ckpt._read(step, what, _CONFIG_ITEM).config)
+    items = ckpt._read(step, what, {**_CONFIG_ITEM, "meta": _META_ITEM})
+    config = config_lib.from_saved(items.config)
     abstract = train_state.abstract_state(config)
     target = {k: getattr(abstract, k) for k in _GENERATOR_KEYS}
     state = ocp.args.PyTreeRestore(
@@ -324,5 +340,6 @@ def restore_generator(
       partial_restore=True,
     )
     restored = ckpt._read(step, what, {"state": state}).state
+    ckpt._verify(step, restored, items.meta)
   params, stats = (restored[k] for k in _GENERATOR_KEYS)
   return {"params": params, "batch_stats": stats}, config, step

@@ -3,7 +3,7 @@
 Each process reads alone: orbax's own restore ends in a barrier of all
 processes, where a process whose read failed (and that goes on to retry or
 to the step before) would leave the others waiting for ever. The callers
-agree on the outcome afterwards (`agreement`). A failed read is retried
+agree on the outcome afterwards (`glcic_jax.multihost`). A failed read is retried
 first: on cloud storage most failures are transient, while a corrupt file
 fails every attempt.
 """

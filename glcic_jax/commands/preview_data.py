@@ -19,8 +19,10 @@ def define_flags(
   fv = dict(flag_values=flag_values)
   launch.define_config_flag(flag_values, "Training config file.", sys_argv)
   flags.DEFINE_string("output", "preview.png", "PNG to write.", **fv)
-  flags.DEFINE_integer("num_images", 16, "Cells in the grid.", **fv)
-  flags.DEFINE_integer("columns", 4, "Cells per row.", **fv)
+  flags.DEFINE_integer(
+    "num_images", 16, "Cells in the grid.", lower_bound=1, **fv
+  )
+  flags.DEFINE_integer("columns", 4, "Cells per row.", lower_bound=1, **fv)
   flags.DEFINE_enum(
     "split", "train", ["train", "eval"], "Which pipeline to draw.", **fv
   )

@@ -39,7 +39,7 @@ def define_flags(
 def main(argv: list[str], flag_values: flags.FlagValues) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from glcic_jax import train
+  from glcic_jax import train, train_log
 
   started = time.time()
   workdir = flag_values.workdir
@@ -50,7 +50,7 @@ def main(argv: list[str], flag_values: flags.FlagValues) -> None:
     "Done: step %d in %s; checkpoints, TensorBoard logs and evaluations "
     "are in %s%s",
     int(state.step),
-    train.minutes_and_seconds(time.time() - started),
+    train_log.minutes_and_seconds(time.time() - started),
     workdir,
     seen,
   )

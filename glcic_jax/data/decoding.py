@@ -44,8 +44,91 @@ def _checked(pixels):
     return tf.identity(pixels)
 
 
-def decode_whole(encoded):
-  """uint8 [h, w, 3] of any supported file; grey and RGBA become RGB."""
+def _header(encoded, size: int = 32):
+  """The first `size` bytes as int64 [size], zero-padded if the file is
+  shorter."""
+  head = tf.strings.join([tf.strings.substr(encoded, 0, size), "\0" * size])
+  raw = tf.io.decode_raw(tf.strings.substr(head, 0, size), tf.uint8)
+  return tf.cast(raw, tf.int64)
+
+
+def _uint(b, first: int, count: int, big_endian: bool):
+  """The unsigned integer in bytes first .. first + count - 1 of b."""
+  order = range(count) if big_endian else reversed(range(count))
+  value = tf.constant(0, tf.int64)
+  for k in order:
+    value = value * 256 + b[first + k]
+  return value
+
+
+def declared_pixels(encoded):
+  """int64 width x height that a PNG, JPEG, GIF, BMP or WebP file declares
+  in its header, read without decoding (0 for other content, which the
+  decoder then rejects). A decompression bomb declares a huge size in a
+  small file; this is how it is caught before any pixel memory is taken."""
+  b = _header(encoded)
+
+  def starts(signature: bytes, at: int = 0):
+    return tf.reduce_all(tf.equal(b[at : at + len(signature)], list(signature)))
+
+  def jpeg():
+    shape = tf.io.extract_jpeg_shape(encoded, output_type=tf.int64)
+    return shape[0] * shape[1]
+
+  def webp():
+    vp8x = (_uint(b, 24, 3, False) + 1) * (_uint(b, 27, 3, False) + 1)
+    lossless = _uint(b, 21, 4, False)
+    vp8l = (lossless % 2**14 + 1) * (lossless // 2**14 % 2**14 + 1)
+    vp8 = (_uint(b, 26, 2, False) % 2**14) * (_uint(b, 28, 2, False) % 2**14)
+    return tf.case(
+      [
+        (starts(b"VP8X", 12), lambda: vp8x),
+        (starts(b"VP8L", 12), lambda: vp8l),
+      ],
+      default=lambda: vp8,
+    )
+
+  def bmp():
+    width = _uint(b, 18, 4, False)
+    height = _uint(b, 22, 4, False)
+    height = tf.where(height >= 2**31, 2**32 - height, height)  # top-down
+    return width * height
+
+  zero = lambda: tf.constant(0, tf.int64)  # noqa: E731
+  return tf.case(
+    [
+      (tf.io.is_jpeg(encoded), jpeg),
+      (
+        starts(b"\x89PNG"),
+        lambda: _uint(b, 16, 4, True) * _uint(b, 20, 4, True),
+      ),
+      (starts(b"GIF8"), lambda: _uint(b, 6, 2, False) * _uint(b, 8, 2, False)),
+      (starts(b"BM"), bmp),
+      (tf.logical_and(starts(b"RIFF"), starts(b"WEBP", 8)), webp),
+    ],
+    default=zero,
+  )
+
+
+def _within_limit(encoded, max_pixels: int):
+  """`encoded`, failing (so tf.data skips and counts the image) when its
+  header declares more than `max_pixels` pixels; max_pixels <= 0: no
+  limit."""
+  if max_pixels <= 0:
+    return encoded
+  fits = tf.debugging.assert_less_equal(
+    declared_pixels(encoded),
+    tf.constant(max_pixels, tf.int64),
+    message="image declares more pixels than config max_image_pixels",
+  )
+  with tf.control_dependencies([fits]):
+    return tf.identity(encoded)
+
+
+def decode_whole(encoded, max_pixels: int = 0):
+  """uint8 [h, w, 3] of any supported file; grey and RGBA become RGB.
+  Files that declare more than `max_pixels` (> 0) fail before decoding."""
+  encoded = _within_limit(encoded, max_pixels)
 
   def jpeg():
     # cv2 (mmagic) decodes with the accurate integer DCT.
@@ -59,8 +142,11 @@ def decode_whole(encoded):
   return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
 
 
-def decode_and_crop(encoded, words, crop_size: int, jpeg_crop_decode: bool):
+def decode_and_crop(
+  encoded, words, crop_size: int, jpeg_crop_decode: bool, max_pixels: int = 0
+):
   """uint8 [h', w', 3]: the random min(crop, side) crop of one file."""
+  encoded = _within_limit(encoded, max_pixels)
 
   def cropped_jpeg():
     shape = tf.io.extract_jpeg_shape(encoded)
@@ -98,11 +184,12 @@ class DecodedImages:
     limit_mib: float,
     num_parallel_calls: int,
     source_name: str,
+    max_pixels: int = 0,
   ):
     limit = int(limit_mib * 2**20)
     files = tf.data.Dataset.from_tensor_slices(list(paths)).enumerate()
     decoded = files.map(
-      lambda i, path: (i, decode_whole(tf.io.read_file(path))),
+      lambda i, path: (i, decode_whole(tf.io.read_file(path), max_pixels)),
       num_parallel_calls=num_parallel_calls,
       deterministic=True,
     ).ignore_errors()

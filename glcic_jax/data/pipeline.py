@@ -119,7 +119,11 @@ def _load_first_readable(
       else:
         encoded = tf.io.read_file(ref["names"][k])
       pixels = decoding.decode_and_crop(
-        encoded, ref["words"], data.crop_size, bool(data.jpeg_crop_decode)
+        encoded,
+        ref["words"],
+        data.crop_size,
+        bool(data.jpeg_crop_decode),
+        data.max_image_pixels,
       )
     return pixels, tf.cast(k, tf.int32), tf.constant(1.0)
 
@@ -195,6 +199,7 @@ def _decoded_cache(source, data) -> decoding.DecodedImages | None:
     limit_mib=data.decoded_cache_mib,
     num_parallel_calls=parallel if parallel > 0 else tf.data.AUTOTUNE,
     source_name=source.name,
+    max_pixels=data.max_image_pixels,
   )
 
 
@@ -286,11 +291,12 @@ def create_train_dataset(
   process_index: int = 0,
   process_count: int = 1,
   start_step: int = 0,
+  source: sources.Source | None = None,
 ) -> Pipeline:
   """The infinite training batches of this process, from `start_step` on.
 
   Uses config.data, config.holes, config.image_size, config.local_size and
-  config.seed.
+  config.seed; `source` is config.data's, if the caller opened it already.
   Each batch is this process's slice of the global batch (see the module
   docstring), the same whatever process_count is.
   """
@@ -298,7 +304,8 @@ def create_train_dataset(
   slices = _Slices(
     config, data, global_batch_size, process_index, process_count
   )
-  source = sources.open_source(data, process_index, process_count)
+  if source is None:
+    source = sources.open_source(data, process_index, process_count)
   key = randomness.philox_key(config.seed, randomness.TRAIN_STREAM)
   tries = data.max_consecutive_unreadable + 1
   n = source.num_examples
@@ -352,7 +359,9 @@ def create_eval_dataset(
   slices = _Slices(
     config, data, global_batch_size, process_index, process_count
   )
-  source = sources.open_source(data, process_index, process_count)
+  source = sources.open_source(
+    data, process_index, process_count, section="eval_data"
+  )
   key = randomness.philox_key(config.seed, randomness.EVAL_STREAM)
   n = source.num_examples
 

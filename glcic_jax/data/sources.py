@@ -11,11 +11,14 @@ decoded later by the pipeline.
 
 from __future__ import annotations
 
+import collections
 import os
+import stat
 from collections.abc import Iterator, Sequence
 
 import ml_collections
 import numpy as np
+from absl import logging
 
 from glcic_jax.data import IMAGE_EXTENSIONS
 from glcic_jax.data.tf_runtime import tf
@@ -164,7 +167,7 @@ class Source:
     self.share_sizes = tuple(share_sizes)
     self.num_examples = num_examples if paths is None else len(paths)
     if self.num_examples == 0:
-      raise ValueError(f"The image source {name} is empty.")
+      raise ValueError(f"The image source {name} holds no images.")
 
   @property
   def indexed(self) -> bool:
@@ -179,7 +182,7 @@ class Source:
     return tf.strings.join([self.name, "[", label, "]"])
 
 
-def _skimage_paths(split: str) -> list[str]:
+def _skimage_paths(split: str, section: str) -> list[str]:
   import skimage.data
 
   folder = os.path.dirname(skimage.data.__file__)
@@ -190,29 +193,59 @@ def _skimage_paths(split: str) -> list[str]:
   }
   if split not in splits:
     raise ValueError(
-      f"config.data.skimage_split must be one of {list(splits)}, not {split!r}."
+      f"config.{section}.skimage_split must be one of {list(splits)}, not "
+      f"{split!r}."
     )
   names = splits[split]
   paths = [os.path.join(folder, name) for name in names]
   return [p for p in paths if os.path.exists(p)]
 
 
-def _folder_paths(folder: str) -> list[str]:
-  if not tf.io.gfile.isdir(folder):
+def _folder_paths(folder: str, section: str) -> list[str]:
+  """The image files under `folder`, sorted; what else is there (other
+  extensions, FIFOs and devices, which would block or fail a reader) is
+  left out and logged, counted by kind."""
+  if not tf.io.gfile.exists(folder):
     raise FileNotFoundError(
-      f"Image folder {folder!r} (config.data.data_root) not found."
+      f"Image folder {folder!r} (config.{section}.data_root) not found."
     )
-  paths = []
-  for root, _, files in tf.io.gfile.walk(folder):
-    paths += [
-      os.path.join(root, f)
-      for f in files
-      if f.lower().endswith(IMAGE_EXTENSIONS)
-    ]
+  if not tf.io.gfile.isdir(folder):
+    raise NotADirectoryError(
+      f"config.{section}.data_root {folder!r} is a file, not a folder."
+    )
+  local = "://" not in folder
+  paths, left_out = [], collections.Counter()
+  for root, _, names in tf.io.gfile.walk(folder):
+    for name in names:
+      path = os.path.join(root, name)
+      extension = os.path.splitext(name)[1].lower() or "(no extension)"
+      if extension not in IMAGE_EXTENSIONS:
+        left_out[extension] += 1
+      elif local and not _is_regular_file(path):
+        left_out["not a regular file"] += 1
+      else:
+        paths.append(path)
+  if left_out:
+    logging.warning(
+      "Image folder %s: left out %s (images are %s).",
+      folder,
+      ", ".join(f"{n} {kind}" for kind, n in sorted(left_out.items())),
+      " ".join(IMAGE_EXTENSIONS),
+    )
   return sorted(paths)  # independent of the file system's listing order
 
 
-def _image_list_paths(list_file: str, data_root: str) -> PathTable:
+def _is_regular_file(path: str) -> bool:
+  """A regular file, or a link to one: a FIFO would block its reader."""
+  try:
+    return stat.S_ISREG(os.stat(path).st_mode)
+  except OSError:
+    return False
+
+
+def _image_list_paths(
+  list_file: str, data_root: str, section: str
+) -> PathTable:
   """mmagic's list format: one path per line relative to data_root; any
   further whitespace-separated fields on a line (labels) are ignored.
 
@@ -221,7 +254,7 @@ def _image_list_paths(list_file: str, data_root: str) -> PathTable:
   """
   if not tf.io.gfile.exists(list_file):
     raise FileNotFoundError(
-      f"Image list {list_file!r} (config.data.image_list) not found."
+      f"Image list {list_file!r} (config.{section}.image_list) not found."
     )
   return parse_image_list(tf.io.read_file(list_file), data_root)
 
@@ -230,8 +263,10 @@ def open_source(
   data: ml_collections.ConfigDict,
   process_index: int = 0,
   process_count: int = 1,
+  section: str = "data",
 ) -> Source:
-  """The images named by data.source, with clear errors for missing ones.
+  """The images named by data.source, with clear errors for missing ones;
+  `section` is the config section `data` is (errors name its fields).
 
   File sources are the same on every process; a TFDS split that is not
   random access is this process's share (`tfds_source`).
@@ -239,20 +274,21 @@ def open_source(
   if data.source == "tfds":
     from glcic_jax.data import tfds_source  # it builds on Source
 
-    return tfds_source.open_tfds(data, process_index, process_count)
+    return tfds_source.open_tfds(data, process_index, process_count, section)
   if data.source == "skimage":
     name, paths = (
       f"skimage.data ({data.skimage_split})",
-      _skimage_paths(data.skimage_split),
+      _skimage_paths(data.skimage_split, section),
     )
   elif data.source == "folder":
-    name, paths = f"folder {data.data_root!r}", _folder_paths(data.data_root)
+    name = f"folder {data.data_root!r}"
+    paths = _folder_paths(data.data_root, section)
   elif data.source == "image_list":
     name = f"image list {data.image_list!r}"
-    paths = _image_list_paths(data.image_list, data.data_root)
+    paths = _image_list_paths(data.image_list, data.data_root, section)
   else:
     raise ValueError(
-      f"config.data.source must be 'tfds', 'image_list', 'folder' or "
+      f"config.{section}.source must be 'tfds', 'image_list', 'folder' or "
       f"'skimage', not {data.source!r}."
     )
   if not isinstance(paths, PathTable):

@@ -25,7 +25,7 @@ from glcic_jax.data import sources
 from glcic_jax.data.tf_runtime import tf
 
 
-def _builder(data: ml_collections.ConfigDict):
+def _builder(data: ml_collections.ConfigDict, section: str):
   import tensorflow_datasets as tfds
 
   where = data.tfds_data_dir or "the default data_dir"
@@ -33,38 +33,42 @@ def _builder(data: ml_collections.ConfigDict):
     builder = tfds.builder(data.tfds_name, data_dir=data.tfds_data_dir or None)
   except tfds.core.registered.DatasetNotFoundError as e:
     raise FileNotFoundError(
-      f"TFDS dataset {data.tfds_name!r} (config.data.tfds_name) is not known "
+      f"TFDS dataset {data.tfds_name!r} (config.{section}.tfds_name) is not known "
       f"to TFDS nor prepared in {where}: {e}"
     ) from e
   if not builder.is_prepared():
     if not data.tfds_download:
       raise FileNotFoundError(
         f"TFDS dataset {data.tfds_name!r} split {data.tfds_split!r} is not "
-        f"prepared in {where} and config.data.tfds_download is False."
+        f"prepared in {where} and config.{section}.tfds_download is False."
       )
     builder.download_and_prepare()
   return builder
 
 
 def open_tfds(
-  data: ml_collections.ConfigDict, process_index: int, process_count: int
+  data: ml_collections.ConfigDict,
+  process_index: int,
+  process_count: int,
+  section: str = "data",
 ) -> sources.Source:
-  """This process's view of config.data's TFDS split, checked up front."""
+  """This process's view of the TFDS split of config section `section`
+  (`data`), checked up front; errors name that section's fields."""
   import tensorflow_datasets as tfds
 
-  builder = _builder(data)
+  builder = _builder(data, section)
   name = f"tfds:{data.tfds_name}/{data.tfds_split}"
   key = data.tfds_image_key
   if key not in builder.info.features:
     raise ValueError(
-      f"config.data.tfds_image_key {key!r} is not a feature of "
+      f"config.{section}.tfds_image_key {key!r} is not a feature of "
       f"{data.tfds_name} (it has {sorted(builder.info.features)})."
     )
   try:
     total = builder.info.splits[data.tfds_split].num_examples
   except (KeyError, ValueError) as e:
     raise ValueError(
-      f"config.data.tfds_split {data.tfds_split!r} is not a split of "
+      f"config.{section}.tfds_split {data.tfds_split!r} is not a split of "
       f"{data.tfds_name} (it has {sorted(builder.info.splits)}): {e}"
     ) from e
   skip = {key: tfds.decode.SkipDecoding()}

@@ -1,9 +1,15 @@
-"""The decoded-image cache crops exactly what per-example decoding crops."""
+"""The decoded-image cache crops exactly what per-example decoding crops;
+images whose header declares too many pixels are skipped before decoding."""
+
+import io
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from glcic_jax.data import decoding
 from glcic_jax.data import pipeline as input_pipeline
+from glcic_jax.data.tf_runtime import tf
 from tests.data.test_pipeline import take, tiny_config
 
 
@@ -42,3 +48,59 @@ def test_cache_of_a_tfds_source_is_refused():
   config = tiny_config(source="tfds", decoded_cache_mib=8)
   with pytest.raises(ValueError, match="decoded_cache_mib applies to file"):
     input_pipeline.create_train_dataset(config, global_batch_size=2)
+
+
+@pytest.mark.parametrize(
+  ("fmt", "options", "mode"),
+  [
+    ("PNG", {}, "RGB"),
+    ("JPEG", {}, "RGB"),
+    ("GIF", {}, "P"),
+    ("BMP", {}, "RGB"),
+    ("WEBP", {"lossless": False}, "RGB"),
+    ("WEBP", {"lossless": True}, "RGB"),
+    ("WEBP", {"lossless": False}, "RGBA"),  # VP8X
+  ],
+)
+def test_declared_pixels_read_from_the_header(fmt, options, mode):
+  image = Image.new(mode, (53, 37))
+  buffer = io.BytesIO()
+  image.save(buffer, fmt, **options)
+  got = decoding.declared_pixels(tf.constant(buffer.getvalue()))
+  assert int(got) == 53 * 37
+
+
+def test_top_down_bmp_and_non_images():
+  buffer = io.BytesIO()
+  Image.new("RGB", (5, 7)).save(buffer, "BMP")
+  data = bytearray(buffer.getvalue())
+  data[22:26] = (-7).to_bytes(4, "little", signed=True)  # rows top-down
+  assert int(decoding.declared_pixels(tf.constant(bytes(data)))) == 35
+  for junk in (b"", b"GIF", b"not an image at all"):
+    assert int(decoding.declared_pixels(tf.constant(junk))) == 0
+
+
+@pytest.mark.parametrize("cache_mib", [0, 64])
+def test_images_over_the_pixel_limit_are_skipped_before_decoding(
+  photo_folder, tmp_path, cache_mib
+):
+  """A 48 KB PNG declaring 20000x20000 (400 MP, 1.2 GB as RGB) is skipped
+  and counted like an unreadable file, and so are real photos above a
+  lowered limit; the small ones still train."""
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  for name in ("small.png", "photo.jpg"):
+    (folder / name).write_bytes((photo_folder / name).read_bytes())
+  Image.new("1", (20000, 20000)).save(folder / "bomb.png")
+  config = tiny_config(
+    data_root=str(folder), decoded_cache_mib=cache_mib, shuffle=False
+  )
+  # Unshuffled, example 0 is bomb.png (sorted first), replaced by the next
+  # readable file in source order: photo.jpg, then small.png.
+  pipeline = input_pipeline.create_train_dataset(config, global_batch_size=1)
+  take(pipeline, 1)
+  assert pipeline.skipped_files() == 1  # the bomb
+  config.data.max_image_pixels = 70 * 100  # small.png's size
+  pipeline = input_pipeline.create_train_dataset(config, global_batch_size=1)
+  take(pipeline, 1)
+  assert pipeline.skipped_files() == 2  # the bomb and photo.jpg
