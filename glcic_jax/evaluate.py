@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from typing import Any
 
@@ -205,7 +204,7 @@ def write_results(
   if jax.process_index() != 0:
     return path
   record = result.record(step=step, seed=seed, source=source)
-  files.write_text(path, json.dumps(record, indent=2))
+  files.write_text(path, files.json_text(record))
   from glcic_jax.inpaint import images  # PIL only where files are written
 
   images.save_png(path[: -len(".json")] + ".png", result.grid)
@@ -233,6 +232,10 @@ def evaluate_checkpoint(
   """
   if output and not output.endswith(".json"):
     raise ValueError(f"--output must name a .json file, got {output}")
+  # Before the evaluation, not after it.
+  folder = os.path.dirname(output) if output else os.path.join(workdir, "eval")
+  if jax.process_index() == 0:
+    files.check_writable(folder or ".", "the evaluation results")
   g_vars, saved, restored_step = checkpointing.restore_generator(workdir, step)
   config = (config or saved).copy_and_resolve_references()
   config.model = saved.model

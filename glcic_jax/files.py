@@ -10,8 +10,11 @@ truncated file under the final name.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import uuid
+from typing import Any
 
 from etils import epath
 
@@ -56,3 +59,32 @@ def write_bytes(path: PathLike, data: bytes) -> None:
 
 def write_text(path: PathLike, text: str) -> None:
   write_bytes(path, text.encode())
+
+
+def json_text(value: Any, indent: int | None = 2) -> str:
+  """Strict JSON: NaN and inf (a diverged model's metrics) become null, as
+  no JSON parser but Python's reads a bare NaN."""
+
+  def finite(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+      return None
+    if isinstance(v, dict):
+      return {k: finite(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+      return [finite(x) for x in v]
+    return v
+
+  return json.dumps(finite(value), indent=indent, allow_nan=False)
+
+
+def check_writable(folder: PathLike, what: str) -> None:
+  """Creates `folder` and writes (then removes) a file there, before long
+  work whose results would go there; OSError naming `what` if it cannot."""
+  target = as_path(folder)
+  probe = target / f".write-check-{uuid.uuid4().hex[:8]}"
+  try:
+    target.mkdir(parents=True, exist_ok=True)
+    probe.write_bytes(b"")
+    probe.unlink()
+  except OSError as e:
+    raise OSError(f"Cannot write {what} to {folder}: {e}") from e

@@ -209,6 +209,10 @@ def _convert(
     collection, path = expected[key]
     want = flat_templates[collection][path]
     x = _as_numpy(state_dict[key])
+    bad_values = _value_problem(key, x)
+    if bad_values:
+      problems.append(bad_values)
+      continue
     if key.endswith("num_batches_tracked"):
       x = x.astype(np.int32)
       if x.shape != ():
@@ -233,6 +237,22 @@ def _convert(
     flat_out[collection][path] = y.astype(np.float32)
   variables = {c: _unflatten(v) for c, v in flat_out.items()}
   return variables, problems
+
+
+def _value_problem(key: str, x: np.ndarray) -> str | None:
+  """What makes tensor `key` unusable whatever its shape: weights that are
+  not floating point, or hold NaN or inf (an integer BatchNorm counter is
+  the one integer tensor)."""
+  if key.endswith("num_batches_tracked"):
+    if x.dtype.kind not in "iu":
+      return f"wrong dtype: {key} {x.dtype}, expected an integer"
+    return None
+  if x.dtype.kind != "f":
+    return f"wrong dtype: {key} {x.dtype}, expected floating point"
+  bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+  if bad:
+    return f"non-finite values: {key} holds {bad} NaN or inf"
+  return None
 
 
 def _raise_if(problems: list[str]) -> None:

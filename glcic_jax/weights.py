@@ -9,7 +9,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from glcic_jax import checkpointing, interop, train_state
+from glcic_jax import checkpointing, interop, train_state, workdir_lock
 from glcic_jax import config as config_lib
 
 
@@ -45,9 +45,16 @@ def import_checkpoint(
   state = train_state.create_state(g_vars, d_vars, rng, config)
   state = state.replace(step=np.int32(step))
   meta = {"imported_from": str(checkpoint), "channel_order": channel_order}
-  with checkpointing.Checkpointer(
-    workdir, save_every=config.checkpoint_every, keep=config.keep_checkpoints
-  ) as ckpt:
+  # The workdir is created (and locked) only once the file has been read
+  # and matched: a failed import leaves nothing behind.
+  with (
+    workdir_lock.WorkdirLock(workdir, "glcic-import"),
+    checkpointing.Checkpointer(
+      workdir, save_every=config.checkpoint_every, keep=config.keep_checkpoints
+    ) as ckpt,
+  ):
+    if ckpt.all_steps():
+      raise FileExistsError(f"{workdir} got checkpoints while importing")
     ckpt.save(state, config, meta=meta, force=True)
   return {
     "tensors": len(sd),

@@ -4,6 +4,7 @@ same on 1 and 8 devices, padding ignored; glcic-eval on real checkpoints
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 
@@ -132,6 +133,7 @@ def test_cli_numbers_and_files(workdir, result_on_8, tmp_path, capsys):
       "--config.per_device_batch_size=1",
       "--split=all",
       f"--output={output}",
+      f"--tensorboard_dir={tmp_path / 'tb'}",
     ]
   )
   assert "PSNR" in capsys.readouterr().out
@@ -142,8 +144,37 @@ def test_cli_numbers_and_files(workdir, result_on_8, tmp_path, capsys):
   for k in ("l1_error", "psnr", "ssim"):
     np.testing.assert_allclose(record[k], getattr(result_on_8, k), rtol=1e-6)
   assert os.path.isfile(output[: -len(".json")] + ".png")
-  events = os.listdir(os.path.join(workdir, "eval"))
+  # TensorBoard events only where asked: none in the workdir.
+  events = os.listdir(tmp_path / "tb")
   assert any(name.startswith("events.out.tfevents") for name in events)
+  in_workdir = glob.glob(os.path.join(workdir, "**", "events.out.*"))
+  assert not in_workdir, in_workdir
+
+
+def test_an_unwritable_output_fails_before_evaluating(workdir, tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("x")
+  with pytest.raises(OSError, match="Cannot write the evaluation results"):
+    evaluate.evaluate_checkpoint(
+      workdir, output=str(blocker / "sub" / "r.json"), num_batches=10**9
+    )
+
+
+def test_non_finite_metrics_are_written_as_null(tmp_path):
+  result = evaluate.EvalResult(
+    l1_error=float("nan"),
+    psnr=float("inf"),
+    ssim=0.5,
+    num_images=1,
+    skipped_files=0,
+    grid=np.zeros((4, 4, 3), np.uint8),
+  )
+  path = evaluate.write_results(result, str(tmp_path), step=3, seed=0)
+  text = open(path).read()
+  assert "NaN" not in text and "Infinity" not in text
+  record = json.loads(text)
+  assert record["l1_error"] is None and record["psnr"] is None
+  assert record["ssim"] == 0.5
 
 
 def test_default_config_reproducible_and_errors(workdir, tmp_path):

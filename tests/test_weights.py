@@ -157,3 +157,48 @@ def test_console_scripts_print_what_they_did(mmagic_pth, tmp_path):
   assert done.returncode != 0
   assert "truncated.pth" in done.stderr
   assert not os.path.exists(tmp_path / "w2")
+
+
+def test_unusable_weights_are_refused_at_import_naming_each(
+  mmagic_pth, tmp_path
+):
+  """NaN, inf, integer and boolean weights would paint every hole black:
+  glcic-import refuses them, naming each tensor, in its last lines, and
+  creates no workdir."""
+  path, model = mmagic_pth
+  sd = {k: v.clone() for k, v in model.state_dict().items()}
+  sd["generator.encoder.enc1.conv.weight"][0, 0, 0, 0] = float("nan")
+  sd["disc.global_disc.fc.linear.bias"][3] = float("inf")
+  sd["generator.decoder.dec2.bn.weight"] = sd[
+    "generator.decoder.dec2.bn.weight"
+  ].to(torch.int64)
+  sd["generator.encoder.enc2.bn.bias"] = (
+    sd["generator.encoder.enc2.bn.bias"] > 0
+  )
+  bad = tmp_path / "bad.pth"
+  torch.save({"state_dict": sd}, bad)
+  workdir = tmp_path / "w"
+  done = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "glcic_jax.commands.import_weights",
+      f"--checkpoint={bad}",
+      f"--workdir={workdir}",
+    ],
+    capture_output=True,
+    text=True,
+    env=dict(os.environ, CUDA_VISIBLE_DEVICES=""),
+    check=False,
+  )
+  assert done.returncode == 1
+  tail = done.stderr[done.stderr.index("glcic-import: error:") :]
+  for problem in (
+    "non-finite values: generator.encoder.enc1.conv.weight holds 1 NaN",
+    "non-finite values: disc.global_disc.fc.linear.bias holds 1 NaN or inf",
+    "wrong dtype: generator.decoder.dec2.bn.weight int64",
+    "wrong dtype: generator.encoder.enc2.bn.bias bool",
+  ):
+    assert problem in tail, tail
+  assert "Traceback" not in done.stderr
+  assert not workdir.exists()

@@ -14,6 +14,7 @@ every host as glcic-train is run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from absl import app, flags
@@ -41,6 +42,13 @@ def define_flags(
   flags.DEFINE_integer(
     "num_batches", -1, "Evaluate only this many global batches (-1: all).", **fv
   )
+  flags.DEFINE_string(
+    "tensorboard_dir",
+    None,
+    "TensorBoard events go here (default: workdir/eval without --output, "
+    "none with it).",
+    **fv,
+  )
   flags.mark_flags_as_required(["workdir"], **fv)
 
 
@@ -52,8 +60,11 @@ def main(argv: list[str], flag_values: flags.FlagValues) -> None:
   fv = flag_values
   if not checkpointing.existing_steps(fv.workdir):  # before any file is made
     raise app.UsageError(f"No checkpoint in {fv.workdir}")
-  writer = summaries.tensorboard_writer(os.path.join(fv.workdir, "eval"))
-  with summaries.flushing(writer):
+  events = fv.tensorboard_dir
+  if events is None and fv.output is None:
+    events = os.path.join(fv.workdir, "eval")
+  writer = summaries.tensorboard_writer(events) if events else None
+  with summaries.flushing(writer) if writer else contextlib.nullcontext():
     record = evaluate.evaluate_checkpoint(
       fv.workdir,
       step=fv.step,

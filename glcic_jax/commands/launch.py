@@ -20,10 +20,14 @@ defines absl flags.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import logging as std_logging
 import os
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Callable
 
 from absl import app, flags, logging
@@ -196,4 +200,64 @@ def run(
       initialize_distributed(FLAGS)
     main(argv, FLAGS)
 
-  app.run(started_main)
+  try:
+    app.run(started_main)
+  except Exception as e:  # noqa: BLE001  reported in one line, below
+    if _verbose():
+      raise
+    _report_error(command_name(module_name), e)
+    sys.exit(1)
+
+
+def command_name(module_name: str) -> str:
+  """`glcic-import` for glcic_jax.commands.import_weights: the console
+  script's name, also when the module runs with `python -m`."""
+  spec = getattr(sys.modules.get(module_name), "__spec__", None)
+  if module_name == "__main__" and spec is not None:
+    module_name = spec.name  # python -m glcic_jax.commands.x
+  name = module_name.rsplit(".", 1)[-1].removesuffix("_weights")
+  return "glcic-" + name.replace("_", "-")
+
+
+def _verbose() -> bool:
+  """--verbosity >= 1 (or -v), also when the flags did not parse."""
+  if FLAGS.is_parsed():
+    return FLAGS.verbosity >= 1
+  for arg in sys.argv[1:]:
+    name, _, value = arg.lstrip("-").partition("=")
+    if name in ("verbosity", "v") and value.lstrip("-").isdigit():
+      return int(value) >= 1
+  return False
+
+
+def error_cause(e: BaseException) -> str:
+  """What went wrong, for the last line a user reads: the exception's type
+  and message. ml_collections reports a mistyped override as an
+  AttributeError whose message is a quoted repr; it is unquoted here."""
+  text = str(e)
+  if isinstance(e, AttributeError) and "Did you mean" in text:
+    with contextlib.suppress(ValueError, SyntaxError):
+      text = ast.literal_eval(text)
+    field, _, hint = text.partition("\n")
+    return f"no config field {field}. {hint}"
+  return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _report_error(command: str, e: BaseException) -> None:
+  """The traceback into a file, then its place and the cause on stderr,
+  the cause last."""
+  stamp = time.strftime("%Y%m%d-%H%M%S")
+  path = os.path.join(
+    tempfile.gettempdir(), f"{command}-{stamp}-{os.getpid()}.log"
+  )
+  where = ""
+  try:
+    with open(path, "w") as f:
+      traceback.print_exception(e, file=f)
+    where = f"the traceback is in {path}; "
+  except OSError:
+    pass
+  sys.stderr.write(
+    f"{command}: {where}--verbosity=1 prints it here.\n"
+    f"{command}: error: {error_cause(e)}\n"
+  )

@@ -63,3 +63,43 @@ def test_every_command_help_lists_its_docstring_and_flags_quickly():
     assert json.loads(out.strip().splitlines()[-1]) == [], (name, out)
     if not set(DISTRIBUTED) & set(EXPECTED_FLAGS[name]):
       assert "--coordinator_address" not in out, name
+
+
+def _train(*args: str) -> subprocess.CompletedProcess:
+  return subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "glcic_jax.commands.train",
+      f"--config={ROOT / 'configs' / 'tiny.py'}",
+      *args,
+    ],
+    capture_output=True,
+    text=True,
+    check=False,
+    cwd=ROOT,
+  )
+
+
+def test_errors_end_in_one_line_naming_the_cause(tmp_path):
+  """A mistyped override: two lines (where the traceback went, the cause)
+  instead of a traceback; --verbosity=1 shows the traceback."""
+  done = _train(f"--workdir={tmp_path / 'w'}", "--config.totl_steps=5")
+  assert done.returncode == 1
+  lines = done.stderr.strip().splitlines()
+  assert len(lines) == 2, done.stderr
+  assert lines[-1] == (
+    "glcic-train: error: no config field 'totl_steps'. Did you mean "
+    '"total_steps" instead of "totl_steps"?'
+  )
+  log = lines[0].split("the traceback is in ")[1].split(";")[0]
+  assert "AttributeError" in pathlib.Path(log).read_text()
+  pathlib.Path(log).unlink()
+
+  done = _train(
+    f"--workdir={tmp_path / 'w'}", "--config.log_every=0", "--verbosity=1"
+  )
+  assert done.returncode == 1
+  assert "Traceback (most recent call last)" in done.stderr
+  assert "log_every=0 must be >= 1" in done.stderr.strip().splitlines()[-1]
+  assert not (tmp_path / "w").exists()
