@@ -23,7 +23,7 @@ from PIL import Image
 from glcic_jax import evaluate, files, interop
 from glcic_jax.data import preview
 from glcic_jax.inpaint import completer as inference
-from glcic_jax.inpaint import images
+from glcic_jax.inpaint import file_jobs, images
 from tests.data.test_pipeline import tiny_config
 from tests.inpaint.test_completer import photo, save_tiny_checkpoint
 
@@ -85,9 +85,9 @@ def test_exports_and_completions_read_and_write_remote_files(bucket, tmp_path):
       np.testing.assert_array_equal(back[key], np.asarray(sd[key]))
   # Inputs in the bucket (a folder of photos), outputs in the bucket.
   images.save_png(f"{bucket}/in/photo.png", photo(45, 30))
-  written = inference.complete_files(
+  written = file_jobs.complete_files(
     local, [f"{bucket}/in"], f"{bucket}/out", bboxes=["10,5,16,16"]
-  )
+  ).written
   assert written == [f"{bucket}/out/photo.png"]
   completed = png_of(written[0])
   assert completed.shape == (45, 30, 3)

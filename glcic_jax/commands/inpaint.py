@@ -7,7 +7,10 @@
 Any image size (padded to a multiple of 4, cropped back); any number of
 holes of any shape in the mask (white / non-zero = hole). Writes
 `out/<name>.png` (the completion: outside the holes exactly the input) and
-`out/<name>_compare.png` (input with holes | completion). `--checkpoint
+`out/<name>_compare.png` (input with holes | completion); an output folder
+inside an input folder, or one that would overwrite an input, is refused.
+An unreadable input is skipped, the others are completed, and the command
+ends with the list and a non-zero status. `--checkpoint
 gl.pth` takes an mmagic file instead of a workdir (the paper's network
 shapes, or those of `--config`). `--blend poisson` applies the paper's
 post-processing (off by default, as in mmagic).
@@ -70,12 +73,17 @@ def main(argv: list[str], flag_values: flags.FlagValues) -> None:
     raise app.UsageError("give exactly one of --workdir or --checkpoint")
   if fv.config is not None and fv.workdir:
     raise app.UsageError("--config is for --checkpoint files only")
-  from glcic_jax.inpaint import completer, images, masks
+  from glcic_jax.inpaint import completer, file_jobs
 
-  # Cheap mistakes first, before a model is loaded and compiled.
+  # Everything that can fail cheaply fails before a model is loaded.
   try:
-    masks.check_hole_source(fv.mask, fv.bbox, fv.random_bbox)
-    images.list_inputs(inputs)
+    job = file_jobs.plan(
+      inputs,
+      fv.output,
+      mask=fv.mask,
+      bboxes=fv.bbox,
+      random_bbox=fv.random_bbox,
+    )
   except (ValueError, FileNotFoundError) as e:
     raise app.UsageError(str(e)) from e
   loaded = completer.load_generator(
@@ -85,19 +93,17 @@ def main(argv: list[str], flag_values: flags.FlagValues) -> None:
     config=fv.config,
     allow_pickle=fv.allow_pickle,
   )
-  written = completer.complete_files(
-    loaded,
-    inputs,
-    fv.output,
-    mask=fv.mask,
-    bboxes=fv.bbox,
-    random_bbox=fv.random_bbox,
-    seed=fv.seed,
-    blend=fv.blend,
-  )
-  for path in written:
+  report = file_jobs.run(loaded, job, seed=fv.seed, blend=fv.blend)
+  for path in report.written:
     print(path)
-  print(f"Wrote {len(written)} completions to {fv.output}.")
+  print(f"Wrote {len(report.written)} completions to {fv.output}.")
+  if report.failed:
+    for path, reason in report.failed:
+      print(f"Skipped {path}: {reason}")
+    raise RuntimeError(
+      f"{len(report.failed)} of {len(job.inputs)} inputs could not be "
+      f"completed (listed above), the first: {report.failed[0][0]}"
+    )
 
 
 def run() -> None:

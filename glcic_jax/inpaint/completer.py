@@ -7,13 +7,12 @@
 
 Completion pads to a multiple of 4 and crops back, keeps every pixel outside
 the hole and runs the generator in eval mode (running statistics), jitted
-once per input shape.
+once per input shape. Files are completed by `file_jobs`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -22,7 +21,7 @@ import numpy as np
 
 from glcic_jax import checkpointing, files, interop, models, train_state
 from glcic_jax import config as config_lib
-from glcic_jax.inpaint import compositing, images, masks, poisson
+from glcic_jax.inpaint import compositing
 
 
 class Completer:
@@ -87,43 +86,3 @@ def load_generator(
     step = step or 0
   generator, _ = models.build_models(config.model)
   return Completer(generator, variables, config, int(step))
-
-
-def complete_files(
-  completer: Completer,
-  inputs: Sequence[str],
-  output: str,
-  *,
-  mask: str | None = None,
-  bboxes: Sequence[str] | None = None,
-  random_bbox: bool = False,
-  seed: int = 0,
-  blend: str = "none",
-) -> list[str]:
-  """Completes every input image (files, or folders of images) into
-  `output/<name>.png`, with `output/<name>_compare.png` beside it (input
-  with holes | completion); returns the completions' paths."""
-  masks.check_hole_source(mask, bboxes, random_bbox)
-  rng = np.random.default_rng(seed)
-  written = []
-  for path in images.list_inputs(inputs):
-    image = images.read_image(path)
-    if mask is not None:
-      hole = images.read_mask(mask, image.shape)
-    elif bboxes:
-      boxes = [masks.parse_bbox(b) for b in bboxes]
-      hole = masks.mask_from_bboxes(image.shape, boxes)
-    else:
-      hole = masks.random_bbox_mask(image.shape, rng)
-    completed = completer.complete(image, hole)
-    if blend == "poisson":
-      completed = poisson.poisson_blend(image, completed, hole)
-    name = os.path.splitext(os.path.basename(path))[0]
-    out = os.path.join(output, f"{name}.png")
-    images.save_png(out, completed)
-    compare = compositing.side_by_side(
-      [compositing.masked_preview(image, hole), completed], gap=4
-    )
-    images.save_png(os.path.join(output, f"{name}_compare.png"), compare)
-    written.append(out)
-  return written

@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+from absl import logging
 from PIL import Image, ImageOps
 
 from glcic_jax import files
@@ -18,6 +19,7 @@ from glcic_jax.data import IMAGE_EXTENSIONS
 from glcic_jax.inpaint.masks import check_hole_coverage
 
 PathLike = files.PathLike
+_EXIF_ORIENTATION = 0x0112
 
 
 def _open_image(path: PathLike) -> Image.Image:
@@ -57,7 +59,7 @@ def read_image(path: PathLike) -> np.ndarray:
   return np.asarray(image.convert("RGB"), np.uint8)
 
 
-def read_mask(path: PathLike, shape: Sequence[int]) -> np.ndarray:
+def read_mask(path: PathLike, shape: Sequence[int] | None = None) -> np.ndarray:
   """Reads a hole mask as float32 [H, W, 1]; any non-zero pixel is hole.
 
   Accepts 1-channel, RGB and RGBA images. With alpha, a pixel is hole only
@@ -67,11 +69,24 @@ def read_mask(path: PathLike, shape: Sequence[int]) -> np.ndarray:
   BGR channel only; here any colour channel counts), and it keeps the
   anti-aliased edges of painted strokes in the hole, where they are redrawn.
 
+  A JPEG mask is read but warned about: its compression noise around the
+  strokes is non-zero, so the hole grows.
+
   Args:
     path: the mask image file.
-    shape: the image's shape; its first two entries must match the mask's.
+    shape: the image's shape, if known; its first two entries must match
+      the mask's.
   """
   image = _open_image(path)
+  if image.format == "JPEG" or os.fspath(path).lower().endswith(
+    (".jpg", ".jpeg")
+  ):
+    logging.warning(
+      "Mask %s is a JPEG: lossy compression leaves faint non-zero pixels "
+      "around the strokes, and every non-zero pixel is hole, so the hole "
+      "grows. Save masks as PNG.",
+      path,
+    )
   if _is_16_bit_grey(image):
     hole = np.asarray(image) != 0
   elif "A" in image.getbands() or "transparency" in image.info:
@@ -79,7 +94,7 @@ def read_mask(path: PathLike, shape: Sequence[int]) -> np.ndarray:
     hole = (rgba[..., :3].max(axis=-1) > 0) & (rgba[..., 3] > 0)
   else:
     hole = np.asarray(image.convert("RGB")).max(axis=-1) > 0
-  height, width = shape[:2]
+  height, width = hole.shape if shape is None else shape[:2]
   if hole.shape != (height, width):
     raise ValueError(
       f"mask {path} is {hole.shape[0]}x{hole.shape[1]} (HxW) but the image "
@@ -87,6 +102,19 @@ def read_mask(path: PathLike, shape: Sequence[int]) -> np.ndarray:
     )
   check_hole_coverage(hole, f"mask {path}")
   return hole[..., None].astype(np.float32)
+
+
+def upright_size(path: PathLike) -> tuple[int, int] | None:
+  """(height, width) as `read_image` will return it, from the header alone
+  (EXIF rotations swap the sides); None if the header is unreadable (the
+  file is then reported when it is read)."""
+  try:
+    with Image.open(io.BytesIO(files.read_bytes(path))) as image:
+      width, height = image.size
+      rotated = image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    return None
+  return (width, height) if rotated else (height, width)
 
 
 def save_png(path: PathLike, image: np.ndarray) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 from glcic_jax import interop
 from glcic_jax.commands import inpaint as inpaint_command
 from glcic_jax.inpaint import completer as inference
-from glcic_jax.inpaint import images, masks
+from glcic_jax.inpaint import file_jobs, images, masks
 from tests.inpaint.test_completer import save_tiny_checkpoint
 
 TINY_CONFIG = os.path.join(
@@ -52,9 +52,9 @@ def photos(tmp_path_factory):
 def test_mask_and_bbox_keep_size_and_known_pixels(completer, photos, tmp_path):
   folder, image, hole = photos
   out = tmp_path / "out"
-  written = inference.complete_files(
+  written = file_jobs.complete_files(
     completer, [str(folder)], str(out), mask=str(folder.parent / "mask.png")
-  )
+  ).written
   assert [os.path.basename(p) for p in written] == ["astro.png", "astro2.png"]
   jpeg = np.asarray(Image.open(folder / "astro2.jpg"))
   for name, source in (("astro", image), ("astro2", jpeg)):
@@ -65,12 +65,12 @@ def test_mask_and_bbox_keep_size_and_known_pixels(completer, photos, tmp_path):
     compare = np.asarray(Image.open(out / f"{name}_compare.png"))
     assert compare.shape == (451, 2 * 300 + 4, 3)
     np.testing.assert_array_equal(compare[:, 304:], result)
-  written = inference.complete_files(
+  written = file_jobs.complete_files(
     completer,
     [str(folder / "astro.png")],
     str(out),
     bboxes=["10,20,50,60", "200,100,30,30"],
-  )
+  ).written
   result = np.asarray(Image.open(written[0]))
   box = np.zeros((451, 300), bool)
   box[10:60, 20:80] = box[200:230, 100:130] = True
@@ -82,23 +82,26 @@ def test_errors(completer, photos, tmp_path):
   folder, _, _ = photos
   astro = str(folder / "astro.png")
   small = tmp_path / "small.png"
-  Image.fromarray(np.full((10, 10), 255, np.uint8)).save(small)
-  with pytest.raises(ValueError, match="10x10.*451x300"):
-    inference.complete_files(completer, [astro], str(tmp_path), mask=small)
+  Image.fromarray(np.eye(10, dtype=np.uint8) * 255).save(small)
+  with pytest.raises(ValueError, match="10x10.*astro.png is 451x300"):
+    file_jobs.complete_files(completer, [astro], str(tmp_path), mask=small)
   empty = tmp_path / "empty.png"
   Image.fromarray(np.zeros((451, 300), np.uint8)).save(empty)
   with pytest.raises(ValueError, match="no hole"):
-    inference.complete_files(completer, [astro], str(tmp_path), mask=empty)
+    file_jobs.complete_files(completer, [astro], str(tmp_path), mask=empty)
   broken = tmp_path / "broken.jpg"
   broken.write_bytes(b"\xff\xd8 not a jpeg")
-  with pytest.raises(ValueError, match="broken.jpg"):
-    inference.complete_files(
-      completer, [str(broken)], str(tmp_path), random_bbox=True
-    )
+  report = file_jobs.complete_files(
+    completer, [str(broken), astro], str(tmp_path / "o"), random_bbox=True
+  )
+  assert report.written == [str(tmp_path / "o" / "astro.png")]
+  assert (
+    report.failed[0][0] == str(broken) and "broken.jpg" in report.failed[0][1]
+  )
   with pytest.raises(ValueError, match="exactly one"):
-    inference.complete_files(completer, [astro], str(tmp_path))
+    file_jobs.complete_files(completer, [astro], str(tmp_path))
   with pytest.raises(ValueError, match="exactly one"):
-    inference.complete_files(
+    file_jobs.complete_files(
       completer, [astro], str(tmp_path), mask=empty, random_bbox=True
     )
   with pytest.raises(FileNotFoundError, match="missing.png"):
@@ -159,3 +162,72 @@ def test_cli_with_pth_positional_inputs_and_seed(
   ):
     with pytest.raises(app.UsageError):
       _run_cli([*base, *bad])
+
+
+def test_outputs_never_land_on_inputs(completer, photos, tmp_path):
+  """Refused before any model work, and the inputs stay as they were: the
+  input folder itself, a folder inside it, an output that would replace
+  an input file; an --output that is a file."""
+  folder, _, _ = photos
+  before = {p.name: p.read_bytes() for p in folder.iterdir()}
+  for output, message in (
+    (folder, "inside the input folder"),
+    (folder / "completed", "inside the input folder"),
+  ):
+    with pytest.raises(ValueError, match=message):
+      file_jobs.plan([str(folder)], str(output), random_bbox=True)
+  inputs = tmp_path / "in"
+  inputs.mkdir()
+  (inputs / "a.png").write_bytes((folder / "astro.png").read_bytes())
+  (inputs / "a_compare.png").write_bytes((folder / "astro.png").read_bytes())
+  with pytest.raises(ValueError, match="would overwrite the input"):
+    file_jobs.plan([str(inputs / "a.png")], str(inputs), random_bbox=True)
+  with pytest.raises(ValueError, match="is a file, not a folder"):
+    file_jobs.plan(
+      [str(folder / "astro.png")], str(inputs / "a.png"), random_bbox=True
+    )
+  assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_cli_checks_before_loading_and_goes_on_past_bad_files(
+  completer, photos, tmp_path, capsys, caplog
+):
+  folder, _, _ = photos
+  pth = tmp_path / "g.pth"
+  sd = interop.gl_state_dict(completer.variables, {"params": {}}, "bgr")
+  interop.write_state_dict(pth, sd)
+  base = ["glcic-inpaint", f"--checkpoint={pth}", f"--config={TINY_CONFIG}"]
+  # The mask's size is checked before the (missing) model would load.
+  small = tmp_path / "small.png"
+  Image.fromarray(np.eye(10, dtype=np.uint8) * 255).save(small)
+  missing = ["glcic-inpaint", f"--checkpoint={tmp_path / 'none.pth'}"]
+  with pytest.raises(app.UsageError, match="small.png is 10x10"):
+    _run_cli(
+      [*missing, f"--input={folder}", f"--mask={small}", f"--output={tmp_path}"]
+    )
+  # A JPEG mask is warned about.
+  jpeg_mask = tmp_path / "mask.jpg"
+  Image.open(folder.parent / "mask.png").convert("RGB").save(jpeg_mask)
+  mixed = tmp_path / "mixed"
+  mixed.mkdir()
+  (mixed / "a.png").write_bytes((folder / "astro.png").read_bytes())
+  (mixed / "b.jpg").write_bytes(b"\xff\xd8 not a jpeg at all")
+  (mixed / "c.jpg").write_bytes((folder / "astro2.jpg").read_bytes())
+  out = tmp_path / "out"
+  with pytest.raises(
+    RuntimeError, match=r"1 of 3 inputs .* the first: .*b.jpg"
+  ):
+    _run_cli(
+      [*base, f"--input={mixed}", f"--mask={jpeg_mask}", f"--output={out}"]
+    )
+  assert sorted(os.listdir(out)) == [
+    "a.png",
+    "a_compare.png",
+    "c.png",
+    "c_compare.png",
+  ]
+  printed = capsys.readouterr().out
+  assert (
+    "Wrote 2 completions" in printed and f"Skipped {mixed / 'b.jpg'}" in printed
+  )
+  assert "JPEG" in caplog.text and "hole grows" in caplog.text
