@@ -13,8 +13,8 @@ parallelism.
 
 Sources: the scikit-image photos (PNG/JPEG, 300 to 1411 px), a temp folder
 of generated JPEGs shaped like Places365-Challenge's data_large (683x512),
-and a TFDS split mocked from in-memory 256x256 JPEGs (places365_small's
-shape; TFDS records are encoded bytes, read without decoding).
+and a TFDS split prepared from 256x256 JPEGs (places365_small's shape;
+TFDS records are encoded bytes, read without decoding).
 """
 
 from __future__ import annotations
@@ -166,24 +166,35 @@ def _folder(workdir):
   )
 
 
-def _tfds(_):
+def _tfds(workdir):
+  """A TFDS split prepared for real (TFRecord, TFDS's default format) from
+  256x256 JPEGs, as places365_small holds them."""
   rng = np.random.default_rng(1)
-  blobs = [
-    _jpeg_bytes(_photo_like(rng, 256, 256)) for _ in range(_NUM_FILES.value)
-  ]
+  images = np.stack(
+    [_photo_like(rng, 256, 256) for _ in range(_NUM_FILES.value)]
+  )
+  data_dir = os.path.join(workdir, "tfds")
+  tfds.dataset_builders.TfDataBuilder(
+    name="places_like",
+    version="1.0.0",
+    split_datasets={
+      "train": tf.data.Dataset.from_tensor_slices({"image": images})
+    },
+    features=tfds.features.FeaturesDict(
+      {
+        "image": tfds.features.Image(
+          shape=(256, 256, 3), encoding_format="jpeg"
+        )
+      }
+    ),
+    data_dir=data_dir,
+  ).download_and_prepare()
+  blobs = [_jpeg_bytes(image) for image in images]
   arrays = [np.frombuffer(b, np.uint8) for b in blobs]
-
-  def as_dataset(*args, **kwargs):
-    del args, kwargs
-    return tf.data.Dataset.from_tensor_slices({"image": blobs})
-
-  def run_pipeline():
-    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
-      return time_pipeline(_config("tfds", tfds_name="places365_small"))
-
+  config = _config("tfds", tfds_name="places_like", tfds_data_dir=data_dir)
   return (
-    f"tfds mock ({len(blobs)} JPEG 256x256)",
-    run_pipeline,
+    f"tfds ({len(blobs)} JPEG 256x256)",
+    lambda: time_pipeline(config),
     lambda: time_mmagic_way(
       lambda i: cv2.imdecode(arrays[i], cv2.IMREAD_COLOR), len(arrays)
     ),

@@ -12,10 +12,12 @@ with jpeg_crop_decode off.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import numpy as np
 from absl import logging
+from PIL import Image
 
 from glcic_jax.data import randomness
 from glcic_jax.data.tf_runtime import tf
@@ -125,14 +127,101 @@ def _within_limit(encoded, max_pixels: int):
     return tf.identity(encoded)
 
 
+# EXIF orientation tag.
+_ORIENTATION = 0x0112
+
+
+def _exif_orientation(encoded: bytes | np.ndarray) -> np.int32:
+  """The EXIF orientation (1-8) of a JPEG; 1 if it has none. PIL reads the
+  header only."""
+  if isinstance(encoded, np.ndarray):  # how tf.numpy_function passes it
+    encoded = encoded.item()
+  try:
+    with Image.open(io.BytesIO(encoded)) as image:
+      value = int(image.getexif().get(_ORIENTATION, 1))
+  except Exception:  # noqa: BLE001  unreadable headers fail at decoding
+    return np.int32(1)
+  return np.int32(value if 1 <= value <= 8 else 1)
+
+
+def _has_exif(encoded):
+  """Whether a JPEG holds an EXIF segment where writers put it: first after
+  the start-of-image marker (cameras) or right after a JFIF segment. Read in
+  graph ops, so that the files without one (most datasets') never call
+  into Python; an EXIF segment placed later still is not looked for."""
+  b = _header(encoded, 64)
+  exif = tf.constant(list(b"Exif"), tf.int64)
+
+  def exif_at(at):
+    marker = tf.logical_and(tf.equal(b[at], 0xFF), tf.equal(b[at + 1], 0xE1))
+    return tf.logical_and(
+      marker, tf.reduce_all(tf.equal(b[at + 4 : at + 8], exif))
+    )
+
+  first = exif_at(2)
+  jfif_length = b[4] * 256 + b[5]
+  after_jfif = tf.logical_and(
+    tf.logical_and(tf.equal(b[3], 0xE0), jfif_length <= 52),
+    tf.reduce_all(
+      tf.equal(
+        tf.gather(
+          b, 4 + jfif_length + tf.constant([0, 1, 4, 5, 6, 7], tf.int64)
+        ),
+        tf.constant([0xFF, 0xE1, *b"Exif"], tf.int64),
+      )
+    ),
+  )
+  return tf.logical_or(first, after_jfif)
+
+
+def jpeg_orientation(encoded):
+  """int32 EXIF orientation of a JPEG (1 = as stored; other files: 1)."""
+
+  def read():
+    value = tf.numpy_function(
+      _exif_orientation, [encoded], tf.int32, stateful=False
+    )
+    return tf.ensure_shape(value, [])
+
+  def jpeg():
+    return tf.cond(_has_exif(encoded), read, lambda: tf.constant(1))
+
+  return tf.cond(tf.io.is_jpeg(encoded), jpeg, lambda: tf.constant(1))
+
+
+def upright(image, orientation):
+  """`image` as a viewer shows it: the EXIF `orientation` undone, as
+  OpenCV's imread (mmagic's reader) and PIL's exif_transpose do."""
+
+  def transposed():
+    return tf.transpose(image, [1, 0, 2])
+
+  turns = {
+    2: lambda: image[:, ::-1],
+    3: lambda: image[::-1, ::-1],
+    4: lambda: image[::-1],
+    5: transposed,
+    6: lambda: transposed()[:, ::-1],
+    7: lambda: transposed()[::-1, ::-1],
+    8: lambda: transposed()[::-1],
+  }
+  return tf.switch_case(
+    orientation - 1, [lambda: image] + [turns[k] for k in range(2, 9)]
+  )
+
+
 def decode_whole(encoded, max_pixels: int = 0):
-  """uint8 [h, w, 3] of any supported file; grey and RGBA become RGB.
-  Files that declare more than `max_pixels` (> 0) fail before decoding."""
+  """uint8 [h, w, 3] of any supported file, upright (EXIF orientation
+  applied); grey and RGBA become RGB. Files that declare more than
+  `max_pixels` (> 0) fail before decoding."""
   encoded = _within_limit(encoded, max_pixels)
 
   def jpeg():
     # cv2 (mmagic) decodes with the accurate integer DCT.
-    return tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE")
+    pixels = tf.io.decode_jpeg(
+      encoded, channels=3, dct_method="INTEGER_ACCURATE"
+    )
+    return upright(pixels, jpeg_orientation(encoded))
 
   def other():
     return tf.io.decode_image(
@@ -163,7 +252,11 @@ def decode_and_crop(
     return image[box[0] : box[0] + box[2], box[1] : box[1] + box[3]]
 
   if jpeg_crop_decode:
-    pixels = tf.cond(tf.io.is_jpeg(encoded), cropped_jpeg, crop_of_whole)
+    # A rotated JPEG's crop window is in the upright image: decode whole.
+    as_stored = tf.logical_and(
+      tf.io.is_jpeg(encoded), tf.equal(jpeg_orientation(encoded), 1)
+    )
+    pixels = tf.cond(as_stored, cropped_jpeg, crop_of_whole)
   else:
     pixels = crop_of_whole()
   return _checked(pixels)

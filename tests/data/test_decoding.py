@@ -5,7 +5,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from glcic_jax.data import decoding
 from glcic_jax.data import pipeline as input_pipeline
@@ -104,3 +104,31 @@ def test_images_over_the_pixel_limit_are_skipped_before_decoding(
   pipeline = input_pipeline.create_train_dataset(config, global_batch_size=1)
   take(pipeline, 1)
   assert pipeline.skipped_files() == 2  # the bomb and photo.jpg
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize(
+  ("crop_decode", "jfif"), [(False, True), (True, True), (True, False)]
+)
+def test_training_applies_exif_orientation_as_inpainting_does(
+  orientation, crop_decode, jfif
+):
+  """A camera JPEG stored sideways with an EXIF orientation is trained on
+  upright, as mmagic's OpenCV reader and glcic-inpaint (PIL) show it; the
+  EXIF segment right after the JFIF one (PIL) or first (cameras)."""
+  rows, cols = np.mgrid[:48, :80]
+  pixels = np.stack([rows * 5, cols * 3, (rows + cols) % 256], -1)
+  exif = Image.Exif()
+  exif[0x0112] = orientation
+  buffer = io.BytesIO()
+  Image.fromarray(pixels.astype(np.uint8)).save(
+    buffer, "JPEG", quality=98, exif=exif.tobytes()
+  )
+  encoded = buffer.getvalue()
+  assert encoded[2:4] == b"\xff\xe0"  # PIL writes JFIF first
+  if not jfif:
+    encoded = encoded[:2] + encoded[4 + int.from_bytes(encoded[4:6], "big") :]
+  want = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(encoded))))
+  words = tf.zeros([8], tf.int64)
+  got = decoding.decode_and_crop(tf.constant(encoded), words, 1000, crop_decode)
+  np.testing.assert_array_equal(got.numpy(), want)
