@@ -24,6 +24,7 @@ _TRAIN_ONLY_DATA_FIELDS = (
   "shuffle_buffer",
   "max_consecutive_unreadable",
   "deterministic",
+  "input_timeout_s",
 )
 _HOLE_FIELDS = ("max_bbox_shape", "max_bbox_delta", "min_margin")
 
@@ -95,6 +96,9 @@ def get_data_config() -> ml_collections.ConfigDict:
   # than this many in a row stops training with an error naming the file.
   d.max_consecutive_unreadable = 4
   d.deterministic = True  # tf.data determinism (exact resume, reproducible)
+  # Seconds without a batch before training stops with an error naming what
+  # the stalled batch reads (a FIFO, a hung mount); 0 = wait for ever.
+  d.input_timeout_s = 600
   return d
 
 
@@ -214,6 +218,7 @@ _DATA_AT_LEAST = {
   "prefetch": -1,
   "shuffle_buffer": 1,
   "max_consecutive_unreadable": 0,
+  "input_timeout_s": 0,
 }
 # The field a file source cannot do without.
 _SOURCE_FIELDS = {

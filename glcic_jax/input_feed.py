@@ -11,13 +11,17 @@ prefetching iterator do it.
 The loop waits for a batch in short slices, so Python's signal handlers
 (preemption) run while it waits, and a wait that `should_stop` ends gives
 None instead of a batch. An error in the thread (an unreadable image, a
-stopped pipeline) is raised in the loop at the batch it would have been.
+stopped pipeline) is raised in the loop at the batch it would have been. A
+wait longer than `stall_seconds` is an `InputStalledError` that says what
+the stalled batch reads (`describe_stall`): a read that never returns (a
+FIFO, a hung network mount) would otherwise hang the run without a word.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -29,6 +33,10 @@ from glcic_jax import sharding
 # How long one slice of waiting lasts: the delay before a signal is seen.
 _POLL_SECONDS = 0.1
 _END = object()
+
+
+class InputStalledError(RuntimeError):
+  """No batch came from the input pipeline for too long."""
 
 
 class _Failure:
@@ -57,10 +65,15 @@ class DeviceFeed:
     *,
     depth: int = 2,
     skipped_files: Callable[[], int] = lambda: 0,
+    stall_seconds: float = 0,
+    describe_stall: Callable[[int], str] = lambda k: "",
   ):
     if depth < 1:
       raise ValueError(f"prefetch depth {depth} must be >= 1")
     self.skipped_files = skipped_files
+    self._stall_seconds = stall_seconds  # 0: wait for ever
+    self._describe_stall = describe_stall
+    self._taken = 0
     self._queue: queue.Queue = queue.Queue(maxsize=depth)
     self._stop = threading.Event()
     self._thread = threading.Thread(
@@ -93,7 +106,9 @@ class DeviceFeed:
     self, should_stop: Callable[[], bool] = lambda: False
   ) -> dict[str, jax.Array] | None:
     """The next global batch; None if `should_stop()` turned true while
-    waiting. Raises StopIteration at the end of a finite source."""
+    waiting. Raises StopIteration at the end of a finite source, and
+    InputStalledError after `stall_seconds` without a batch."""
+    started = time.monotonic()
     while True:
       try:
         item = self._queue.get(timeout=_POLL_SECONDS)
@@ -101,11 +116,19 @@ class DeviceFeed:
       except queue.Empty:
         if should_stop():
           return None
+        waited = time.monotonic() - started
+        if self._stall_seconds and waited > self._stall_seconds:
+          raise InputStalledError(
+            f"No batch from the input pipeline for {waited:.0f} s "
+            f"(batch {self._taken} of this run); "
+            f"{self._describe_stall(self._taken)}"
+          ) from None
     if item is _END:
       self._queue.put(_END)  # later calls end too
       raise StopIteration
     if isinstance(item, _Failure):
       raise item.error
+    self._taken += 1
     return item
 
   def __iter__(self) -> Iterator[dict[str, jax.Array]]:
@@ -116,9 +139,11 @@ class DeviceFeed:
         return
 
   def close(self) -> None:
-    """Stops the thread (it finishes the batch it is fetching)."""
+    """Stops the thread. It ends once the batch it is fetching is done; a
+    fetch that never returns (a blocking read) is left to the daemon
+    thread, not waited for beyond a moment."""
     self._stop.set()
-    self._thread.join(timeout=10)
+    self._thread.join(timeout=2)
 
   def __enter__(self) -> DeviceFeed:
     return self

@@ -142,8 +142,33 @@ def _open_feed(config, mesh, global_batch: int, start: int, source=None):
     )
     skipped = local.skipped_files
   return input_feed.DeviceFeed(
-    local, mesh, depth=config.device_prefetch, skipped_files=skipped
+    local,
+    mesh,
+    depth=config.device_prefetch,
+    skipped_files=skipped,
+    stall_seconds=config.data.input_timeout_s,
+    describe_stall=functools.partial(_describe_stall, local),
   )
+
+
+def _describe_stall(local, k: int) -> str:
+  """What a stalled batch reads, the blocking file first if there is one."""
+  names = local.files_of_batch(k) if hasattr(local, "files_of_batch") else []
+  if names:
+    from glcic_jax.data import sources
+
+    blocking = sources.blocking_files(names)
+    if blocking:
+      return (
+        f"it reads {blocking[0]}, which is not a regular file (a FIFO or a "
+        "device, whose read never returns): remove it from the source."
+      )
+    return (
+      f"it reads {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}; a "
+      "read that never returns (a hung network mount?) stalls it. "
+      "config.data.input_timeout_s sets this limit."
+    )
+  return "config.data.input_timeout_s sets this limit."
 
 
 def train_and_evaluate(
@@ -299,8 +324,10 @@ def _train(config, workdir, mesh, global_batch: int, train_source):
     if preemption.stopping():
       if int(state.step) > saved:
         save(int(state.step))
+      trained = saved > start or restored is not None
+      held = "saved" if trained else "none to save: no step trained"
       logging.warning(
-        "Stopped by signal at step %d; checkpoint saved.", int(state.step)
+        "Stopped by signal at step %d; checkpoint %s.", int(state.step), held
       )
   return state
 

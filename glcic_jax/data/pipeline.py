@@ -41,7 +41,7 @@ index and count and turns the numpy batches into global arrays.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import ml_collections
 import numpy as np
@@ -74,11 +74,18 @@ class Pipeline:
     *,
     num_examples: int,
     num_batches: int | None = None,
+    names_at: Callable[[int], list[str]] | None = None,
   ):
     self.dataset = dataset
     self.num_examples = num_examples  # images in the source
     self.num_batches = num_batches  # None: infinite (training)
+    self._names_at = names_at
     self._skipped = 0
+
+  def files_of_batch(self, k: int) -> list[str]:
+    """The files batch k (from the start) reads, with the replacements it
+    may try; [] where the source has no files or positions (streams)."""
+    return self._names_at(k) if self._names_at else []
 
   def skipped_files(self) -> int:
     """Unreadable images met in the batches handed out so far."""
@@ -321,6 +328,15 @@ def create_train_dataset(
 
     local_ids = tf.data.Dataset.counter(first)
     refs = _indexed_refs(local_ids, source, slices, key, tries, index_of)
+
+    def names_at(k: int) -> list[str]:
+      local = first + k * slices.local_batch + np.arange(slices.local_batch)
+      index = [
+        int(index_of(tf.constant(p, tf.int64))) for p in slices.position(local)
+      ]
+      candidates = (np.array(index)[:, None] + np.arange(tries)) % n
+      names = source.names(tf.constant(candidates.ravel(), tf.int64)).numpy()
+      return [name.decode() for name in names]
   else:
     n = source.share_sizes[process_index]
 
@@ -333,9 +349,11 @@ def create_train_dataset(
     records = tf.data.Dataset.counter(first // n).flat_map(epoch_records)
     records = records.skip(first % n)  # reads records, decodes none
     refs = _stream_refs(records, first, source, slices, key, tries)
+    names_at = None
   cache = _decoded_cache(source, data)
   ds = _batches(refs, slices, data, train=True, cache=cache, read=source.read)
-  return Pipeline(ds, num_examples=n)
+  files = names_at if source.paths is not None and cache is None else None
+  return Pipeline(ds, num_examples=n, names_at=files)
 
 
 def create_eval_dataset(

@@ -235,6 +235,16 @@ def _folder_paths(folder: str, section: str) -> list[str]:
   return sorted(paths)  # independent of the file system's listing order
 
 
+def blocking_files(paths: Sequence[str]) -> list[str]:
+  """The local `paths` that exist but are not regular files (FIFOs,
+  devices): reading them can block for ever."""
+  return [
+    p
+    for p in paths
+    if "://" not in p and os.path.exists(p) and not _is_regular_file(p)
+  ]
+
+
 def _is_regular_file(path: str) -> bool:
   """A regular file, or a link to one: a FIFO would block its reader."""
   try:
