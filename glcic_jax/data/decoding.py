@@ -160,13 +160,15 @@ def _has_exif(encoded):
 
   first = exif_at(2)
   jfif_length = b[4] * 256 + b[5]
+  # A JFIF segment too long for the header read (a thumbnail) is not looked
+  # past: the gather reads position 0 instead, which fails the match.
+  fits = tf.logical_and(tf.equal(b[3], 0xE0), jfif_length <= 52)
+  after = tf.where(fits, 4 + jfif_length, 0)
   after_jfif = tf.logical_and(
-    tf.logical_and(tf.equal(b[3], 0xE0), jfif_length <= 52),
+    fits,
     tf.reduce_all(
       tf.equal(
-        tf.gather(
-          b, 4 + jfif_length + tf.constant([0, 1, 4, 5, 6, 7], tf.int64)
-        ),
+        tf.gather(b, after + tf.constant([0, 1, 4, 5, 6, 7], tf.int64)),
         tf.constant([0xFF, 0xE1, *b"Exif"], tf.int64),
       )
     ),

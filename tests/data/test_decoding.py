@@ -132,3 +132,19 @@ def test_training_applies_exif_orientation_as_inpainting_does(
   words = tf.zeros([8], tf.int64)
   got = decoding.decode_and_crop(tf.constant(encoded), words, 1000, crop_decode)
   np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_every_bundled_photo_decodes_in_both_ways():
+  """The scikit-image photos the demo trains on, whatever their headers
+  hold (hubble_deep_field.jpg's JFIF segment carries a thumbnail)."""
+  from glcic_jax.data import sources
+
+  data = tiny_config(source="skimage", skimage_split="all").data
+  paths = list(sources.open_source(data).paths)
+  assert len(paths) == len(sources.SKIMAGE_PHOTOS)
+  words = tf.zeros([8], tf.int64)
+  for path in paths:
+    encoded = tf.io.read_file(path)
+    whole = decoding.decode_whole(encoded, data.max_image_pixels)
+    crop = decoding.decode_and_crop(encoded, words, 64, True)
+    assert whole.shape[0] > 64 and crop.shape == (64, 64, 3), path
