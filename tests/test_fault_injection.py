@@ -4,9 +4,11 @@ run ends, and never loses a checkpoint it had finished.
 
 CI kills twice (a checkpoint write, an evaluation) in a short run;
 `scripts/run_slow_tests.sh` runs the 20-kill version.
-Each kill waits for a moment of its kind in the run's log: a logged step, a
-checkpoint write just begun (async: the files are being written), or an
-evaluation (it follows the save of its step).
+Each kill waits for a moment of its kind in the run's log, after the run
+has made some progress of its own (1 to 4 checkpoints, drawn per kill; a
+run killed before its first checkpoint finishes would never move on): a
+logged step, a checkpoint write just begun (async: the files are being
+written), or an evaluation (it follows the save of its step).
 """
 
 from __future__ import annotations
@@ -45,19 +47,21 @@ class Tally:
   runs: int = 0
 
 
-def _moment(kind: str, text: str, seen: int) -> bool:
-  """Whether the log (its new part: `text[seen:]`) reached a moment to
-  kill at of `kind`."""
-  new = text[seen:]
-  if kind == "step":
-    return bool(_STEP.search(new))
-  saves = [int(s) for s in _SAVE.findall(new)]
+def _moment(kind: str, text: str, advance: int) -> bool:
+  """Whether the run's log `text` reached a moment to kill at of `kind`,
+  `advance` checkpoints into the run."""
+  saves = [int(s) for s in _SAVE.findall(text)]
+  if len(saves) < advance:
+    return False
   if kind == "save":
-    return bool(saves)
-  return any(s % EVAL_EVERY == 0 for s in saves)  # "eval"
+    return True
+  if kind == "step":  # a step logged after the advance-th save
+    after = text[[m.end() for m in _SAVE.finditer(text)][advance - 1] :]
+    return bool(_STEP.search(after))
+  return any(s % EVAL_EVERY == 0 for s in saves[advance - 1 :])  # "eval"
 
 
-def _kill_at(workdir, flags, kind, delay, log, tally) -> bool:
+def _kill_at(workdir, flags, kind, advance, delay, log, tally) -> bool:
   """Starts a run and SIGKILLs it `delay` s after a moment of `kind`;
   False if the run finished first."""
   with open(log, "w") as out:
@@ -70,7 +74,6 @@ def _kill_at(workdir, flags, kind, delay, log, tally) -> bool:
   tally.runs += 1
   deadline = time.time() + 300
   try:
-    seen = 0
     while True:
       text = log.read_text()
       if proc.poll() is not None:
@@ -79,15 +82,12 @@ def _kill_at(workdir, flags, kind, delay, log, tally) -> bool:
       if "Restored checkpoint" in text and not getattr(proc, "counted", 0):
         proc.counted = 1
         tally.restores += 1
-      # Moments are looked for once the loop runs (its first log line).
-      start = text.find("Config tiny:")
-      if start >= 0 and _moment(kind, text, max(seen, start)):
+      if _moment(kind, text, advance):
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         tally.kills[kind] = tally.kills.get(kind, 0) + 1
         return True
-      seen = max(len(text) - 200, 0)
       assert time.time() < deadline, text[-3000:]
       time.sleep(0.01)
   finally:
@@ -105,8 +105,9 @@ def run_with_kills(tmp_path, kinds: list[str], total_steps: int, seed: int):
   tally = Tally()
   finished = 0  # newest step a finished checkpoint was seen at
   for kind in kinds:
-    delay = {"step": 0.2, "save": 0.05, "eval": 0.6}[kind] * rng.random()
-    if not _kill_at(workdir, flags, kind, delay, log, tally):
+    delay = {"step": 0.2, "save": 0.05, "eval": 1.5}[kind] * rng.random()
+    advance = rng.randint(1, 4)
+    if not _kill_at(workdir, flags, kind, advance, delay, log, tally):
       break  # the run ended before this kill's moment
     steps = checkpointing.existing_steps(workdir)
     # A checkpoint finished before a kill is never lost (only replaced by

@@ -1,7 +1,8 @@
-"""Small PyTorch modules with mmagic's Global&Local module names (tests only).
+"""PyTorch modules with mmagic's Global&Local module names (tests only).
 
-Written from ../shared/reference/gl_mmagic.md, not copied from mmagic: a
-generator (GLEncoderDecoder) and the discriminators (GLDiscs) whose
+Written from ../shared/reference/gl_mmagic.md, not copied from mmagic: the
+discriminators (GLDiscs) here, the generator (GLEncoderDecoder) from the
+package's `glcic_jax.torch_generator` (one copy of it), whose
 `state_dict()` keys and shapes equal mmagic's, so interop tests can load our
 exports with `strict=True` and compare forwards. NCHW, as PyTorch.
 """
@@ -11,94 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-class ConvModule(nn.Module):
-  """mmcv ConvModule: conv (no bias under BN) -> BN -> ReLU."""
-
-  def __init__(
-    self,
-    cin: int,
-    cout: int,
-    k: int,
-    stride: int = 1,
-    dilation: int = 1,
-    transpose: bool = False,
-    norm: bool = True,
-    act: bool = True,
-  ):
-    super().__init__()
-    if transpose:
-      self.conv = nn.ConvTranspose2d(
-        cin, cout, k, stride, padding=1, bias=not norm
-      )
-    else:
-      pad = dilation * (k - 1) // 2
-      self.conv = nn.Conv2d(
-        cin, cout, k, stride, pad, dilation=dilation, bias=not norm
-      )
-    self.bn = nn.BatchNorm2d(cout) if norm else None
-    self.act = act
-
-  def forward(self, x: torch.Tensor) -> torch.Tensor:
-    x = self.conv(x)
-    if self.bn is not None:
-      x = self.bn(x)
-    return torch.relu(x) if self.act else x
-
-
-class GLEncoder(nn.Module):
-  def __init__(self, c: int = 64):
-    super().__init__()
-    self.enc1 = ConvModule(4, c, 5)
-    self.enc2 = ConvModule(c, 2 * c, 3, 2)
-    self.enc3 = ConvModule(2 * c, 2 * c, 3)
-    self.enc4 = ConvModule(2 * c, 4 * c, 3, 2)
-    self.enc5 = ConvModule(4 * c, 4 * c, 3)
-    self.enc6 = ConvModule(4 * c, 4 * c, 3)
-
-  def forward(self, x):
-    for i in range(1, 7):
-      x = getattr(self, f"enc{i}")(x)
-    return x
-
-
-class GLDilationNeck(nn.Module):
-  def __init__(self, c: int = 256):
-    super().__init__()
-    self.dilation_convs = nn.Sequential(
-      *[ConvModule(c, c, 3, dilation=d) for d in (2, 4, 8, 16)]
-    )
-
-  def forward(self, x):
-    return self.dilation_convs(x)
-
-
-class GLDecoder(nn.Module):
-  def __init__(self, c: int = 64):
-    super().__init__()
-    self.dec1 = ConvModule(4 * c, 4 * c, 3)
-    self.dec2 = ConvModule(4 * c, 4 * c, 3)
-    self.dec3 = ConvModule(4 * c, 2 * c, 4, 2, transpose=True)
-    self.dec4 = ConvModule(2 * c, 2 * c, 3)
-    self.dec5 = ConvModule(2 * c, c, 4, 2, transpose=True)
-    self.dec6 = ConvModule(c, c // 2, 3)
-    self.dec7 = ConvModule(c // 2, 3, 3, norm=False, act=False)
-
-  def forward(self, x):
-    for i in range(1, 8):
-      x = getattr(self, f"dec{i}")(x)
-    return torch.clamp(x, -1.0, 1.0)
-
-
-class GLEncoderDecoder(nn.Module):
-  def __init__(self, c: int = 64):
-    super().__init__()
-    self.encoder = GLEncoder(c)
-    self.dilation_neck = GLDilationNeck(4 * c)
-    self.decoder = GLDecoder(c)
-
-  def forward(self, x):
-    return self.decoder(self.dilation_neck(self.encoder(x)))
+from glcic_jax.torch_generator import (  # noqa: F401  (tests use them here)
+  ConvModule,
+  GLDecoder,
+  GLDilationNeck,
+  GLEncoder,
+  GLEncoderDecoder,
+)
 
 
 class LinearModule(nn.Module):

@@ -1,7 +1,8 @@
 """What the model is fed: image sources (`sources`), decoding and the
 random crop (`decoding`), mmagic's holes (`holes`), the random words behind
-crops and holes (`randomness`), the tf.data pipeline (`pipeline`) and
-device-made images for benchmarks (`synthetic`).
+crops and holes (`randomness`), the positions each process reads
+(`positions`), the tf.data pipeline (`pipeline`) and device-made images
+for benchmarks (`synthetic`).
 
 The only package code that imports TensorFlow, always through
 `tf_runtime`, which keeps it off the accelerators. This file imports

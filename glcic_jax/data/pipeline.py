@@ -47,7 +47,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from glcic_jax.data import decoding, holes, randomness, sources
+from glcic_jax.data import decoding, holes, positions, randomness, sources
 from glcic_jax.data.tf_runtime import tf
 
 tnp = tf.experimental.numpy  # what `holes` computes with, in the graph
@@ -210,87 +210,6 @@ def _decoded_cache(source, data) -> decoding.DecodedImages | None:
   )
 
 
-class _Slices:
-  """The checked batch layout: which global positions this process owns."""
-
-  def __init__(
-    self, config, data, global_batch_size, process_index, process_count
-  ):
-    # Checked first, before a long source listing.
-    self.hole_spec = holes.HoleSpec.from_config(config)
-    self.local_size = holes.validate_local_size(
-      self.hole_spec, config.local_size
-    )
-    if data.crop_size < 1:
-      raise ValueError(
-        f"config.data.crop_size ({data.crop_size}) must be >= 1."
-      )
-    if data.decoded_cache_mib > 0 and data.source == "tfds":
-      raise ValueError(
-        "config.data.decoded_cache_mib applies to file sources (image_list, "
-        "folder, skimage), not to tfds: set it to 0."
-      )
-    if global_batch_size % process_count:
-      raise ValueError(
-        f"global_batch_size {global_batch_size} is not divisible by "
-        f"process_count {process_count}."
-      )
-    if not 0 <= process_index < process_count:
-      raise ValueError(
-        f"process_index {process_index} not in [0, {process_count})."
-      )
-    self.global_batch = global_batch_size
-    self.local_batch = global_batch_size // process_count
-    self.process_index = process_index
-
-  def position(self, j):
-    """The global position of this process's j-th example."""
-    step, offset = j // self.local_batch, j % self.local_batch
-    return (
-      step * self.global_batch + self.process_index * self.local_batch + offset
-    )
-
-
-def _indexed_refs(local_ids, source, slices, key, tries, index_of):
-  """refs of indexed sources: candidates are the image and the next ones."""
-  n = source.num_examples
-
-  def ref_of(j):
-    position = slices.position(j)
-    index = index_of(position)
-    candidates = (tf.maximum(index, 0) + tf.range(tries, dtype=tf.int64)) % n
-    return {
-      "names": source.names(candidates),
-      "candidates": candidates,
-      "count": tf.where(index >= 0, np.int64(tries), 0),
-      "words": randomness.example_words(key, position),
-      "index": index,
-    }
-
-  return local_ids.map(ref_of)
-
-
-def _stream_refs(records, first, source, slices, key, tries):
-  """refs of this process's share of a TFDS stream: its j-th record (from
-  `first`) with the next ones after it, at its j-th global position."""
-  windows = records.window(tries, shift=1, drop_remainder=True).flat_map(
-    lambda idx, blob: tf.data.Dataset.zip((idx.batch(tries), blob.batch(tries)))
-  )
-
-  def ref_of(j, window):
-    position = slices.position(j)
-    indices, blobs = window
-    return {
-      "names": source.names(indices),
-      "blobs": blobs,
-      "count": tf.where(indices[0] >= 0, np.int64(tries), 0),
-      "words": randomness.example_words(key, position),
-      "index": indices[0],
-    }
-
-  return windows.enumerate(start=first).map(ref_of)
-
-
 def create_train_dataset(
   config: ml_collections.ConfigDict,
   *,
@@ -308,7 +227,7 @@ def create_train_dataset(
   docstring), the same whatever process_count is.
   """
   data = config.data
-  slices = _Slices(
+  slices = positions.Slices(
     config, data, global_batch_size, process_index, process_count
   )
   if source is None:
@@ -327,7 +246,9 @@ def create_train_dataset(
       return tf.random.experimental.index_shuffle(position % n, seed, n - 1)
 
     local_ids = tf.data.Dataset.counter(first)
-    refs = _indexed_refs(local_ids, source, slices, key, tries, index_of)
+    refs = positions.indexed_refs(
+      local_ids, source, slices, key, tries, index_of
+    )
 
     def names_at(k: int) -> list[str]:
       local = first + k * slices.local_batch + np.arange(slices.local_batch)
@@ -348,7 +269,7 @@ def create_train_dataset(
 
     records = tf.data.Dataset.counter(first // n).flat_map(epoch_records)
     records = records.skip(first % n)  # reads records, decodes none
-    refs = _stream_refs(records, first, source, slices, key, tries)
+    refs = positions.stream_refs(records, first, source, slices, key, tries)
     names_at = None
   cache = _decoded_cache(source, data)
   ds = _batches(refs, slices, data, train=True, cache=cache, read=source.read)
@@ -374,7 +295,7 @@ def create_eval_dataset(
   its share.
   """
   data = config.eval_data if data_config is None else data_config
-  slices = _Slices(
+  slices = positions.Slices(
     config, data, global_batch_size, process_index, process_count
   )
   source = sources.open_source(
@@ -390,14 +311,14 @@ def create_eval_dataset(
     def index_of(position):
       return tf.where(position < n, position, -1)  # -1: padding
 
-    refs = _indexed_refs(local_ids, source, slices, key, 1, index_of)
+    refs = positions.indexed_refs(local_ids, source, slices, key, 1, index_of)
   else:
     # Each process pads its share to the largest share's batches.
     num_batches = -(-max(source.share_sizes) // slices.local_batch)
     own = source.share_sizes[process_index]
     padding = num_batches * slices.local_batch - own
     blank = tf.data.Dataset.from_tensors((np.int64(-1), "")).repeat(padding)
-    refs = _stream_refs(
+    refs = positions.stream_refs(
       source.records.concatenate(blank), 0, source, slices, key, 1
     )
   cache = _decoded_cache(source, data)
