@@ -91,7 +91,7 @@ class WorkdirLock:
     if jax.process_index() == 0:
       try:
         self._take()
-      except WorkdirBusyError as e:
+      except (WorkdirBusyError, NotADirectoryError) as e:
         error = e
     if multihost.everywhere(error is None):
       return
@@ -104,7 +104,12 @@ class WorkdirLock:
     raise error
 
   def _take(self) -> None:
-    self._path.parent.mkdir(parents=True, exist_ok=True)
+    workdir = self._path.parent
+    if workdir.exists() and not workdir.is_dir():
+      raise NotADirectoryError(
+        f"--workdir {self.workdir} is a file, not a folder"
+      )
+    workdir.mkdir(parents=True, exist_ok=True)
     if files.is_remote(self.workdir):
       self._take_remote()
     else:

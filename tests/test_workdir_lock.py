@@ -79,3 +79,13 @@ def test_remote_locks_beat_and_go_stale(bucket, monkeypatch, caplog):  # noqa: F
   assert "stale lock" in caplog.text and "(first)" in caplog.text
   second.release()
   workdir_lock.WorkdirLock(bucket, "third").acquire()
+
+
+def test_a_workdir_that_is_a_file_is_named(tmp_path):
+  path = tmp_path / "a_file"
+  path.write_text("x")
+  with pytest.raises(
+    NotADirectoryError, match="a_file is a file, not a folder"
+  ):
+    workdir_lock.WorkdirLock(str(path)).acquire()
+  assert path.read_text() == "x"
