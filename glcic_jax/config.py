@@ -228,7 +228,8 @@ _SOURCE_FIELDS = {
 }
 
 
-def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
+def get_field(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  """config.a.b for dotted "a.b"."""
   for part in dotted.split("."):
     config = config[part]
   return config
@@ -272,14 +273,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       f"local_size={config.local_size} must be in (0, image_size]"
     )
   for name, low in _AT_LEAST.items():
-    if _get(config, name) < low:
-      problems.append(f"{name}={_get(config, name)} must be >= {low}")
+    if get_field(config, name) < low:
+      problems.append(f"{name}={get_field(config, name)} must be >= {low}")
   for name in _POSITIVE:
-    if not _get(config, name) > 0:
-      problems.append(f"{name}={_get(config, name)} must be > 0")
+    if not get_field(config, name) > 0:
+      problems.append(f"{name}={get_field(config, name)} must be > 0")
   for name in ("optimizer.b1", "optimizer.b2"):
-    if not _get(config, name) < 1:
-      problems.append(f"{name}={_get(config, name)} must be < 1")
+    if not get_field(config, name) < 1:
+      problems.append(f"{name}={get_field(config, name)} must be < 1")
   if config.eval_num_batches == 0 or config.eval_num_batches < -1:
     problems.append(
       f"eval_num_batches={config.eval_num_batches} must be -1 (all) or >= 1"

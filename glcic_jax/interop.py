@@ -24,6 +24,7 @@ torch is imported lazily, only to read or write `.pth` files.
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -311,7 +312,15 @@ def gl_variables(
 def read_state_dict(
   path: str | os.PathLike, allow_pickle: bool = False
 ) -> dict[str, np.ndarray]:
-  """Reads a `.pth` (mmagic layout or a bare state_dict) or `.safetensors`.
+  """The state_dict of a `.pth` or `.safetensors` file (`read_weights`)."""
+  return read_weights(path, allow_pickle)[0]
+
+
+def read_weights(
+  path: str | os.PathLike, allow_pickle: bool = False
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+  """Reads a `.pth` (mmagic layout or a bare state_dict) or `.safetensors`
+  as (state_dict, meta); meta is the file's own (`{}` if it has none).
 
   `.pth` files are read with `torch.load(weights_only=True)`, which refuses
   to run code hidden in a pickle. `allow_pickle=True` lifts that: only for
@@ -325,7 +334,7 @@ def read_state_dict(
     from safetensors.numpy import load
 
     try:
-      return dict(load(data))
+      return dict(load(data)), _safetensors_meta(data)
     except Exception as e:  # safetensors raises several error types
       raise ValueError(f"cannot read safetensors file {path}: {e}") from e
   import torch
@@ -342,11 +351,20 @@ def read_state_dict(
       "--allow_pickle)"
     )
     raise ValueError(f"cannot read checkpoint {path}: {e}{hint}") from e
+  meta = {}
   if isinstance(obj, Mapping) and "state_dict" in obj:
+    meta = obj.get("meta") or {}
     obj = obj["state_dict"]
   if not isinstance(obj, Mapping):
     raise ValueError(f"{path} holds a {type(obj).__name__}, not a state_dict")
-  return {k: _as_numpy(v) for k, v in obj.items()}
+  meta = dict(meta) if isinstance(meta, Mapping) else {}
+  return {k: _as_numpy(v) for k, v in obj.items()}, meta
+
+
+def _safetensors_meta(data: bytes) -> dict[str, Any]:
+  """The `__metadata__` of a safetensors file's JSON header."""
+  length = int.from_bytes(data[:8], "little")
+  return dict(json.loads(data[8 : 8 + length]).get("__metadata__") or {})
 
 
 def write_state_dict(

@@ -4,6 +4,7 @@ workdir -> mmagic files."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -202,3 +203,158 @@ def test_unusable_weights_are_refused_at_import_naming_each(
     assert problem in tail, tail
   assert "Traceback" not in done.stderr
   assert not workdir.exists()
+
+
+def _tiny_workdir(tmp_path, step=5):
+  config = load_config("tiny")
+  state = jax.device_get(train_state.init_state(config, jax.random.PRNGKey(0)))
+  workdir = str(tmp_path / "tiny_w")
+  with checkpointing.Checkpointer(workdir, save_every=1, keep=2) as ckpt:
+    ckpt.save(state.replace(step=np.int32(step)), config, force=True)
+  return workdir, config, state
+
+
+def test_exports_record_their_config_so_imports_need_none(tmp_path):
+  workdir, config, state = _tiny_workdir(tmp_path)
+  for name in ("tiny.pth", "tiny.safetensors"):
+    out = str(tmp_path / name)
+    weights.export_checkpoint(workdir, out)
+    summary = weights.import_checkpoint(out, str(tmp_path / f"back_{name}"))
+    assert summary["config"] == "tiny" and summary["step"] == 5
+    assert summary["channel_order"] == "bgr"
+    back, _, step = checkpointing.restore_generator(tmp_path / f"back_{name}")
+    assert step == 5
+    for a, b in zip(
+      jax.tree.leaves(back["params"]), jax.tree.leaves(state.g_params)
+    ):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_file_of_other_shapes_gets_the_config_to_pass(tmp_path):
+  """A tiny file without metadata, imported with the paper's default: one
+  message naming the project's config that fits and the shapes as flags,
+  instead of a list of every tensor."""
+  _, config, state = _tiny_workdir(tmp_path)
+  bare = tmp_path / "bare.pth"
+  interop.write_state_dict(
+    bare,
+    interop.gl_state_dict(state.generator_variables(), state.disc_variables()),
+  )
+  workdir = tmp_path / "w"
+  done = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "glcic_jax.commands.import_weights",
+      f"--checkpoint={bare}",
+      f"--workdir={workdir}",
+    ],
+    capture_output=True,
+    text=True,
+    env=dict(os.environ, CUDA_VISIBLE_DEVICES=""),
+    check=False,
+  )
+  assert done.returncode == 1
+  last = done.stderr.strip().splitlines()[-1]
+  assert "pass --config=configs/tiny.py, or a config with" in last, last
+  for flag in (
+    "--config.image_size=32",
+    "--config.local_size=16",
+    "--config.model.generator_channels=8",
+    "--config.model.global_num_convs=3",
+    "--config.model.disc_fc_features=16",
+  ):
+    assert flag in last, last
+  assert not workdir.exists()
+
+
+def test_glcic_export_formats_and_errors(tmp_path):
+  workdir, _, _ = _tiny_workdir(tmp_path)
+
+  def export(*flags):
+    return subprocess.run(
+      [
+        sys.executable,
+        "-m",
+        "glcic_jax.commands.export_weights",
+        f"--workdir={workdir}",
+        *flags,
+      ],
+      capture_output=True,
+      text=True,
+      env=dict(os.environ, CUDA_VISIBLE_DEVICES=""),
+      check=False,
+    )
+
+  out = tmp_path / "out"
+  out.mkdir()
+  done = export("--format=torch", f"--output={out / 'g.pth'}")
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "Exported the generator of step 5" in done.stdout
+  for flags, message in (
+    (["--format=webp", f"--output={out / 'g.x'}"], "webp"),
+    (["--format=onnx", f"--output={out / 'g.pth'}"], "must end in .onnx"),
+    (
+      ["--format=onnx", f"--output={tmp_path / 'no' / 'g.onnx'}"],
+      "does not exist",
+    ),
+    (["--format=onnx", "--step=9", f"--output={out / 'g.onnx'}"], r"\[5\]"),
+  ):
+    done = export(*flags)
+    assert done.returncode != 0
+    assert re.search(message, done.stderr), done.stderr
+  assert sorted(os.listdir(out)) == ["g.pth"]  # nothing partial left
+
+
+def test_import_by_url_downloads_once_into_the_cache(tmp_path):
+  """glcic-import --checkpoint URL from a server on 127.0.0.1; the second
+  import, --offline, after the server is gone, reads the cache."""
+  import functools
+  import hashlib
+  import http.server
+  import threading
+
+  workdir, _, _ = _tiny_workdir(tmp_path)
+  served = tmp_path / "served"
+  served.mkdir()
+  plain = served / "plain.pth"
+  weights.export_checkpoint(workdir, str(plain))
+  digest = hashlib.sha256(plain.read_bytes()).hexdigest()[:8]
+  name = f"gl_tiny-{digest}.pth"
+  plain.rename(served / name)
+  handler = functools.partial(
+    http.server.SimpleHTTPRequestHandler, directory=str(served)
+  )
+  httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+  threading.Thread(target=httpd.serve_forever, daemon=True).start()
+  url = f"http://127.0.0.1:{httpd.server_port}/{name}"
+  env = dict(
+    os.environ, CUDA_VISIBLE_DEVICES="", GLCIC_WEIGHTS_CACHE=str(tmp_path / "c")
+  )
+
+  def run_import(target, *flags):
+    return subprocess.run(
+      [
+        sys.executable,
+        "-m",
+        "glcic_jax.commands.import_weights",
+        f"--checkpoint={url}",
+        f"--workdir={tmp_path / target}",
+        *flags,
+      ],
+      capture_output=True,
+      text=True,
+      env=env,
+      check=False,
+    )
+
+  try:
+    done = run_import("a")
+  finally:
+    httpd.shutdown()
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert os.listdir(tmp_path / "c") == [name]
+  assert "config tiny" in done.stdout and "as step 5" in done.stdout
+  done = run_import("b", "--offline")
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert checkpointing.existing_steps(tmp_path / "b") == [5]

@@ -19,7 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from glcic_jax import checkpointing, files, interop, models, train_state
+from glcic_jax import checkpointing, files, interop, models
 from glcic_jax import config as config_lib
 from glcic_jax.inpaint import compositing
 
@@ -61,28 +61,36 @@ def load_generator(
   source: str | os.PathLike,
   *,
   step: int | None = None,
-  channel_order: str = "bgr",
+  channel_order: str | None = None,
   config: ml_collections.ConfigDict | None = None,
   allow_pickle: bool = False,
 ) -> Completer:
-  """A `Completer` from a glcic-jax workdir or an mmagic `.pth`/`.safetensors`.
+  """A `Completer` from a glcic-jax workdir or an mmagic `.pth`/`.safetensors`
+  (a path or URL, downloaded once into the cache: `glcic_jax.downloads`).
 
-  For files, `config` gives the network shapes (default: the paper's) and
-  `channel_order` the order the file's weights expect (mmagic: 'bgr').
+  For files, `config` gives the network shapes (default: the file's own
+  metadata, else the paper's) and `channel_order` the order the file's
+  weights expect (default: its metadata, else mmagic's 'bgr').
   """
+  from glcic_jax import downloads, weights
+
   source = os.fspath(source)
-  if files.is_dir(source):
+  if not downloads.is_url(source) and files.is_dir(source):
     variables, config, step = checkpointing.restore_generator(source, step)
   else:
-    config = config or config_lib.get_base_config()
-    template = train_state.abstract_state(config).generator_variables()
-    sd = interop.read_state_dict(source, allow_pickle=allow_pickle)
-    variables, _ = interop.gl_variables(
-      {k: v for k, v in sd.items() if k.startswith(interop.GENERATOR_PREFIX)},
-      template,
-      None,
-      channel_order,
+    _, sd, meta = weights.read_file(source, allow_pickle=allow_pickle)
+    config = (
+      config or weights.saved_config(meta) or config_lib.get_base_config()
     )
-    step = step or 0
+    generator_only = {
+      k: v for k, v in sd.items() if k.startswith(interop.GENERATOR_PREFIX)
+    }
+    variables, _ = weights.match_config(
+      generator_only,
+      config,
+      channel_order or str(meta.get("channel_order", "bgr")),
+      with_discs=False,
+    )
+    step = int(meta.get("iter", 0)) if step is None else step
   generator, _ = models.build_models(config.model)
   return Completer(generator, variables, config, int(step))
