@@ -95,8 +95,15 @@ def _kill_at(workdir, flags, kind, advance, delay, log, tally) -> bool:
     proc.wait()
 
 
-def run_with_kills(tmp_path, kinds: list[str], total_steps: int, seed: int):
-  """Kills a run at a moment of each of `kinds` in turn, then resumes it to
+def run_with_kills(
+  tmp_path,
+  kinds: list[str],
+  total_steps: int,
+  seed: int,
+  advances: list[int] | None = None,
+):
+  """Kills a run at a moment of each of `kinds` in turn (after `advances`
+  checkpoints of its own, default random), then resumes it to
   `total_steps`; returns the flags of the run and the tally."""
   rng = random.Random(seed)
   flags = (*FLAGS, f"--config.total_steps={total_steps}")
@@ -104,9 +111,9 @@ def run_with_kills(tmp_path, kinds: list[str], total_steps: int, seed: int):
   log = tmp_path / "log.txt"
   tally = Tally()
   finished = 0  # newest step a finished checkpoint was seen at
-  for kind in kinds:
+  for i, kind in enumerate(kinds):
     delay = {"step": 0.2, "save": 0.05, "eval": 1.5}[kind] * rng.random()
-    advance = rng.randint(1, 4)
+    advance = advances[i] if advances else rng.randint(1, 4)
     if not _kill_at(workdir, flags, kind, advance, delay, log, tally):
       break  # the run ended before this kill's moment
     steps = checkpointing.existing_steps(workdir)
@@ -147,7 +154,9 @@ def _compare_with_uninterrupted(tmp_path, flags, total_steps: int) -> int:
 def test_killed_during_a_save_and_an_evaluation_ends_as_uninterrupted(
   tmp_path,
 ):
-  flags, tally = run_with_kills(tmp_path, ["save", "eval"], 16, seed=0)
+  flags, tally = run_with_kills(
+    tmp_path, ["save", "eval"], 16, seed=0, advances=[1, 1]
+  )
   assert tally.kills == {"save": 1, "eval": 1}, tally
   assert _compare_with_uninterrupted(tmp_path, flags, 16) > 0
 

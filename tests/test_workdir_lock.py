@@ -78,7 +78,9 @@ def test_remote_locks_beat_and_go_stale(bucket, monkeypatch, caplog):  # noqa: F
     second.acquire()
   assert "stale lock" in caplog.text and "(first)" in caplog.text
   second.release()
-  workdir_lock.WorkdirLock(bucket, "third").acquire()
+  third = workdir_lock.WorkdirLock(bucket, "third")
+  third.acquire()
+  third.release()
 
 
 def test_a_workdir_that_is_a_file_is_named(tmp_path):

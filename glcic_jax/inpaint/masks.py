@@ -103,3 +103,24 @@ def check_hole_source(
     raise ValueError("give exactly one of --mask, --bbox or --random_bbox")
   for spec in bboxes or []:
     parse_bbox(spec)
+
+
+def fit_to(hole: np.ndarray, shape: Sequence[int], source: str) -> np.ndarray:
+  """A [h, w] bool hole fitted to an image of `shape` (H, W): as it is when
+  the sizes agree; scaled when only the resolution differs (aspect ratios
+  within 2%, as a mask painted on a preview), a pixel being hole if any
+  hole pixel covers it; a ValueError naming `source` otherwise."""
+  height, width = shape[:2]
+  if hole.shape == (height, width):
+    return hole
+  ratio = (hole.shape[1] / hole.shape[0]) / (width / height)
+  if abs(ratio - 1) > 0.02:
+    raise ValueError(
+      f"{source} is {hole.shape[0]}x{hole.shape[1]} (HxW) and cannot be "
+      f"matched to the image's {height}x{width}: the aspect ratios differ"
+    )
+  from PIL import Image
+
+  grey = Image.fromarray(hole.astype(np.uint8) * 255)
+  scaled = grey.resize((width, height), Image.Resampling.BOX)
+  return np.asarray(scaled) > 0
