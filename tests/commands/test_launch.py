@@ -24,6 +24,7 @@ EXPECTED_FLAGS = {
   "glcic-import": ["--checkpoint", "--workdir"],
   "glcic-export": ["--workdir", "--output", "--channel_order"],
   "glcic-preview-data": ["--config", "--output"],
+  "glcic-serve": ["--workdir", "--checkpoint", "--host", "--port"],
 }
 HEAVY = ("jax", "tensorflow", "flax", "orbax", "torch")
 
