@@ -1,19 +1,31 @@
 """glcic-inpaint: complete your own images with a trained generator.
 
   glcic-inpaint --workdir=/ckpt/gl_places --input photo.jpg [more.png dir/]
-      (--mask mask.png | --bbox 40,60,100,90 [--bbox ...] | --random_bbox)
-      --output out/ [--blend poisson] [--seed S]
+      (--mask mask.png | --mask_dir masks/ | --bbox 40,60,100,90 [--bbox ...]
+       | --random_bbox) --output out/ [--strategy auto] [--blend poisson]
 
-Any image size (padded to a multiple of 4, cropped back); any number of
-holes of any shape in the mask (white / non-zero = hole). Writes
-`out/<name>.png` (the completion: outside the holes exactly the input) and
-`out/<name>_compare.png` (input with holes | completion); an output folder
-inside an input folder, or one that would overwrite an input, is refused.
-An unreadable input is skipped, the others are completed, and the command
-ends with the list and a non-zero status. `--checkpoint
-gl.pth` takes an mmagic file instead of a workdir (the paper's network
-shapes, or those of `--config`). `--blend poisson` applies the paper's
-post-processing (off by default, as in mmagic).
+Photos of any size, completed at the scale the model was trained at
+(--strategy): `crop` (the default for photos larger than 1.5x the trained
+size) completes each hole in a window around it, scaled to the trained
+size, and pastes back only the hole: memory and time follow the holes,
+not the photo. `resize` scales the whole photo to the trained size (for
+holes covering much of it); `original` completes it as it is (exact for
+photos near the trained size; refused with an estimate when it would not
+fit in memory). --size completes at another scale (warned about).
+
+Holes of any shape (white / non-zero = hole): one --mask for every image
+(scaled to each image when only the resolution differs), or --mask_dir
+with a mask per image, matched by file name (`photo.jpg` <- `photo.png`).
+Writes `out/<name>.<ext>` in the input's format (outside the holes the
+input's pixels; a JPEG is re-encoded at quality 95: --output_format=png
+keeps them exact) and `out/<name>_compare.png` (input with holes |
+completion), with a progress bar. An output folder inside an input folder,
+or one that would overwrite an input, is refused before any work. An
+unreadable input (or one without its mask) is skipped, the others are
+completed, and the command ends with the list and a non-zero status.
+`--checkpoint gl.pth` takes an mmagic file or URL instead of a workdir
+(its shapes from its metadata, --config, or the paper's). `--blend poisson`
+applies the paper's post-processing (off by default, as in mmagic).
 """
 
 from __future__ import annotations
@@ -54,7 +66,31 @@ def define_flags(
     **fv,
   )
   flags.DEFINE_string(
-    "mask", None, "Mask image, same size as the inputs.", **fv
+    "mask", None, "Mask image for every input (non-zero = hole).", **fv
+  )
+  flags.DEFINE_string(
+    "mask_dir", None, "Folder of masks named as the inputs.", **fv
+  )
+  flags.DEFINE_enum(
+    "strategy",
+    "auto",
+    ["auto", "crop", "resize", "original"],
+    "How large photos are completed (see above).",
+    **fv,
+  )
+  flags.DEFINE_integer(
+    "size",
+    None,
+    "Network side to complete at (default: the trained size).",
+    lower_bound=4,
+    **fv,
+  )
+  flags.DEFINE_enum(
+    "output_format",
+    "input",
+    ["input", "png"],
+    "Write each completion in its input's format, or as PNG.",
+    **fv,
   )
   flags.DEFINE_multi_string("bbox", None, "Hole top,left,height,width.", **fv)
   flags.DEFINE_bool("random_bbox", False, "One mmagic-style random hole.", **fv)
@@ -93,16 +129,25 @@ def main(argv: list[str], flag_values: flags.FlagValues) -> None:
     config=fv.config,
     allow_pickle=fv.allow_pickle,
   )
-  report = file_jobs.run(loaded, job, seed=fv.seed, blend=fv.blend)
+  report = file_jobs.run(
+    loaded,
+    job,
+    seed=fv.seed,
+    blend=fv.blend,
+    strategy=fv.strategy,
+    size=fv.size,
+    progress=True,
+  )
   for path in report.written:
     print(path)
   print(f"Wrote {len(report.written)} completions to {fv.output}.")
   if report.failed:
     for path, reason in report.failed:
       print(f"Skipped {path}: {reason}")
+    total = len(report.written) + len(report.failed)
     raise RuntimeError(
-      f"{len(report.failed)} of {len(job.inputs)} inputs could not be "
-      f"completed (listed above), the first: {report.failed[0][0]}"
+      f"{len(report.failed)} of {total} inputs could not be completed "
+      f"(listed above), the first: {report.failed[0][0]}"
     )
 
 

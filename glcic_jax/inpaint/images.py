@@ -130,6 +130,28 @@ def save_png(path: PathLike, image: np.ndarray) -> None:
   files.write_bytes(path, encoded.getvalue())
 
 
+def save_image(path: PathLike, image: np.ndarray) -> None:
+  """Writes a uint8 [H, W, 3] image in the format its suffix names: PNG
+  (lossless) unless the suffix says JPEG (quality 95, no chroma
+  subsampling), WebP (lossless) or BMP."""
+  suffix = os.path.splitext(os.fspath(path))[1].lower()
+  options = {
+    ".jpg": ("JPEG", {"quality": 95, "subsampling": 0}),
+    ".jpeg": ("JPEG", {"quality": 95, "subsampling": 0}),
+    ".webp": ("WEBP", {"lossless": True}),
+    ".bmp": ("BMP", {}),
+  }
+  if suffix not in options:
+    save_png(path, image)
+    return
+  fmt, kwargs = options[suffix]
+  encoded = io.BytesIO()
+  Image.fromarray(np.asarray(image, np.uint8)).save(
+    encoded, format=fmt, **kwargs
+  )
+  files.write_bytes(path, encoded.getvalue())
+
+
 def list_inputs(inputs: Sequence[str]) -> list[str]:
   """Files as given, folders expanded to their images (sorted).
 

@@ -14,6 +14,7 @@ from PIL import Image
 from glcic_jax import interop
 from glcic_jax.commands import inpaint as inpaint_command
 from glcic_jax.inpaint import completer as inference
+from glcic_jax.inpaint import engine as engine_lib
 from glcic_jax.inpaint import file_jobs, images, masks
 from tests.inpaint.test_completer import save_tiny_checkpoint
 
@@ -53,7 +54,11 @@ def test_mask_and_bbox_keep_size_and_known_pixels(completer, photos, tmp_path):
   folder, image, hole = photos
   out = tmp_path / "out"
   written = file_jobs.complete_files(
-    completer, [str(folder)], str(out), mask=str(folder.parent / "mask.png")
+    completer,
+    [str(folder)],
+    str(out),
+    mask=str(folder.parent / "mask.png"),
+    output_format="png",
   ).written
   assert [os.path.basename(p) for p in written] == ["astro.png", "astro2.png"]
   jpeg = np.asarray(Image.open(folder / "astro2.jpg"))
@@ -65,6 +70,12 @@ def test_mask_and_bbox_keep_size_and_known_pixels(completer, photos, tmp_path):
     compare = np.asarray(Image.open(out / f"{name}_compare.png"))
     assert compare.shape == (451, 2 * 300 + 4, 3)
     np.testing.assert_array_equal(compare[:, 304:], result)
+  # By default each completion keeps its input's format.
+  kept = file_jobs.complete_files(
+    completer, [str(folder / "astro2.jpg")], str(out / "kept"), random_bbox=True
+  ).written
+  assert kept == [str(out / "kept" / "astro2.jpg")]
+  assert Image.open(kept[0]).format == "JPEG"
   written = file_jobs.complete_files(
     completer,
     [str(folder / "astro.png")],
@@ -83,7 +94,7 @@ def test_errors(completer, photos, tmp_path):
   astro = str(folder / "astro.png")
   small = tmp_path / "small.png"
   Image.fromarray(np.eye(10, dtype=np.uint8) * 255).save(small)
-  with pytest.raises(ValueError, match="10x10.*astro.png is 451x300"):
+  with pytest.raises(ValueError, match="10x10 .*cannot be matched.*451x300"):
     file_jobs.complete_files(completer, [astro], str(tmp_path), mask=small)
   empty = tmp_path / "empty.png"
   Image.fromarray(np.zeros((451, 300), np.uint8)).save(empty)
@@ -138,7 +149,7 @@ def test_cli_with_pth_positional_inputs_and_seed(
   assert printed == [
     line
     for r in "ab"
-    for line in [str(tmp_path / r / n) for n in ("astro.png", "astro2.png")]
+    for line in [str(tmp_path / r / n) for n in ("astro.png", "astro2.jpg")]
     + [f"Wrote 2 completions to {tmp_path / r}."]
   ]
   first = np.asarray(Image.open(runs[0] / "astro.png"))
@@ -150,7 +161,8 @@ def test_cli_with_pth_positional_inputs_and_seed(
   np.testing.assert_array_equal(
     first[hole[..., 0] == 0], image[hole[..., 0] == 0]
   )
-  np.testing.assert_array_equal(first, completer.complete(image, hole))
+  engine = engine_lib.Engine(completer)  # what the command completes with
+  np.testing.assert_array_equal(first, engine.complete(image, hole)[0])
   for bad in (
     [f"--input={astro}", f"--output={tmp_path}"],  # no hole given
     [f"--input={astro}", "--bbox=1,2,3", f"--output={tmp_path}"],
@@ -201,7 +213,7 @@ def test_cli_checks_before_loading_and_goes_on_past_bad_files(
   small = tmp_path / "small.png"
   Image.fromarray(np.eye(10, dtype=np.uint8) * 255).save(small)
   missing = ["glcic-inpaint", f"--checkpoint={tmp_path / 'none.pth'}"]
-  with pytest.raises(app.UsageError, match="small.png is 10x10"):
+  with pytest.raises(app.UsageError, match="small.png .*is 10x10"):
     _run_cli(
       [*missing, f"--input={folder}", f"--mask={small}", f"--output={tmp_path}"]
     )
@@ -223,7 +235,7 @@ def test_cli_checks_before_loading_and_goes_on_past_bad_files(
   assert sorted(os.listdir(out)) == [
     "a.png",
     "a_compare.png",
-    "c.png",
+    "c.jpg",
     "c_compare.png",
   ]
   printed = capsys.readouterr().out
@@ -231,3 +243,30 @@ def test_cli_checks_before_loading_and_goes_on_past_bad_files(
     "Wrote 2 completions" in printed and f"Skipped {mixed / 'b.jpg'}" in printed
   )
   assert "JPEG" in caplog.text and "hole grows" in caplog.text
+
+
+def test_a_mask_folder_pairs_masks_with_photos_by_name(
+  completer, photos, tmp_path
+):
+  """photo.jpg takes masks/photo.png (a mask painted at half resolution is
+  scaled up); a photo without a mask is skipped and reported."""
+  folder, image, hole = photos
+  inputs = tmp_path / "in"
+  inputs.mkdir()
+  for name in ("one.png", "two.png"):
+    (inputs / name).write_bytes((folder / "astro.png").read_bytes())
+  mask_dir = tmp_path / "masks"
+  mask_dir.mkdir()
+  small = Image.fromarray(hole.astype(np.uint8) * 255).resize((150, 226))
+  small.save(mask_dir / "one.png")
+  report = file_jobs.complete_files(
+    completer, [str(inputs)], str(tmp_path / "out"), mask_dir=str(mask_dir)
+  )
+  assert report.written == [str(tmp_path / "out" / "one.png")]
+  assert report.failed == [
+    (str(inputs / "two.png"), f"no mask named two.* in {mask_dir}")
+  ]
+  result = np.asarray(Image.open(report.written[0]))
+  scaled = masks.fit_to(np.asarray(small) > 0, image.shape, "mask")
+  np.testing.assert_array_equal(result[~scaled], image[~scaled])
+  assert np.mean(result[scaled] != image[scaled]) > 0.5
