@@ -18,6 +18,7 @@ import onnxruntime
 import pytest
 import skimage.data
 import torch
+from PIL import Image
 
 from glcic_jax import config as config_lib
 from glcic_jax import generator_export, models, torch_generator
@@ -199,3 +200,37 @@ def test_paper_generator_onnx_is_plain_and_holds_its_weights_once(tmp_path):
   ops = [n.op_type for n in model.graph.node]
   assert ops.count("Conv") == 15 and ops.count("ConvTranspose") == 2, ops
   assert not {"MatMul", "Gemm", "Einsum"} & set(ops), set(ops)
+
+
+def _readme_block(after: str) -> str:
+  """The first ```python block of the README after the line `after`."""
+  text = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+  start = text.index("```python", text.index(after)) + len("```python")
+  return text[start : text.index("```", start)]
+
+
+def test_the_readme_completes_a_photo_as_it_says(
+  exported, tmp_path, monkeypatch
+):
+  """The README's onnxruntime and PyTorch snippets, run as written, on an
+  odd-sized photo (cropped to multiples of 4) with a hole."""
+  monkeypatch.chdir(tmp_path)
+  photo = skimage.data.astronaut()[::2, ::2][:103, :150]
+  Image.fromarray(np.ascontiguousarray(photo)).save("photo.png")
+  mask = np.zeros(photo.shape[:2], np.uint8)
+  mask[30:60, 40:80] = 255
+  Image.fromarray(mask).save("mask.png")
+  os.symlink(exported["onnx"], "gl_places.onnx")
+  os.symlink(exported["torch"], "gl_places_generator.pth")
+  scope = {}
+  exec(_readme_block("ONNX Runtime, with nothing"), scope)
+  done = np.asarray(Image.open("completed.png"))
+  assert done.shape == (100, 148, 3)
+  hole = mask[:100, :148] > 0
+  np.testing.assert_array_equal(done[~hole], photo[:100, :148][~hole])
+  exec(_readme_block("PyTorch, with only torch"), scope)
+  np.testing.assert_allclose(
+    scope["completion"][0].numpy().transpose(1, 2, 0),
+    scope["session"].run(None, scope["inputs"])[0][0].transpose(1, 2, 0),
+    atol=0.5,
+  )
